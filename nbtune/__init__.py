@@ -1,0 +1,19 @@
+"""nbtune: tune the hyperparameters of training scripts across several tasks with Optuna.
+
+The core is headless: ``import nbtune`` never imports ipywidgets, IPython or plotly.
+"""
+
+from nbtune._scheduler import TuningError
+from nbtune._scoring import interquartile_mean
+from nbtune._tuner import Tuner, trials_dataframe
+from nbtune._version import __version__
+from nbtune.examples import example_script
+
+__all__ = [
+    "Tuner",
+    "TuningError",
+    "__version__",
+    "example_script",
+    "interquartile_mean",
+    "trials_dataframe",
+]

@@ -1,0 +1,43 @@
+"""Names of the attributes nbtune stores with trials and studies.
+
+The storage is the one source of truth: the scheduler writes these keys, and every reader (the
+live study view, the widget, the CLI, ``Tuner.trials_dataframe``) reads them back. A study that
+nbtune did not create (a CleanRL or plain Optuna study) simply lacks them.
+
+Trial user attributes (JSON values):
+
+* ``seeds``: ``list[int]``, the seeds of the trial's experiments, in order.
+* ``raw_scores``: ``dict[env_id, list[float | None]]``, per environment the last-N mean of the
+  metric for each seed (aligned with ``seeds``; ``None`` where that experiment has no score).
+* ``normalized_scores``: same shape, normalized with the study's target scores.
+* ``experiments``: ``list[dict]``, one per experiment: ``env_id``, ``seed``, ``argv``,
+  ``run_dir``, ``returncode``, ``seconds``, ``status`` (``"ok"``, ``"failed"``, ``"pruned"``,
+  ``"stopped"``).
+* ``script_sha256``: hash of the training script the trial ran.
+* ``fail_reason`` and ``stderr_tail``: why a failed trial failed, and the end of its stderr.
+
+Trial system attributes:
+
+* ``nbtune:heartbeat``: wall-clock time of the last heartbeat, for storages without Optuna's.
+* ``nbtune:fail_kind``: why a trial failed: ``"script"`` (the script crashed, logged no metric
+  or timed out: counts as a finished trial), ``"interrupted"`` (Ctrl-C, SIGTERM, a stop request)
+  or ``"stale"`` (its process died; the trial is retried).
+
+Study user attributes:
+
+* ``nbtune:spec``: the stored study spec (JSON).
+"""
+
+from __future__ import annotations
+
+SEEDS = "seeds"
+RAW_SCORES = "raw_scores"
+NORMALIZED_SCORES = "normalized_scores"
+EXPERIMENTS = "experiments"
+SCRIPT_SHA256 = "script_sha256"
+FAIL_REASON = "fail_reason"
+STDERR_TAIL = "stderr_tail"
+
+HEARTBEAT = "nbtune:heartbeat"
+FAIL_KIND = "nbtune:fail_kind"
+STUDY_SPEC = "nbtune:spec"

@@ -1,0 +1,512 @@
+"""The scheduler: trials from Optuna (ask/tell), experiments on slots, scores back to Optuna.
+
+One loop, on one thread, owns every running trial and experiment:
+
+1. it fills free slots with experiments of the running trials, oldest trial first and seeds in
+   order, asking Optuna for a new trial when none is waiting to run;
+2. it polls the experiments; when one ends it reads the metric and scores it;
+3. when all environments of a seed are scored it reports the running trial value to Optuna
+   (per-seed reporting, as CleanRL's tuner does) and asks the pruner;
+4. when every experiment of a trial has ended it tells Optuna the value (or the failure);
+5. it records heartbeats of running trials and fails trials of dead processes.
+
+Whatever ends the loop (a stop request, Ctrl-C, SIGTERM, an error), running experiments are
+stopped and running trials are failed with the reason, so the study never keeps a trial RUNNING.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+from nbtune import _attrs
+from nbtune._experiment import Experiment, build_argv
+from nbtune._metrics import ScalarTail, scalar_tags
+from nbtune._scoring import Aggregation, normalize, normalize_all, trial_value
+from nbtune._space import ParamsFn, sample_params
+from nbtune._storage import fail_stale_trials, record_heartbeat
+
+
+class TuningError(RuntimeError):
+    """The study cannot go on: for example every recent trial failed the same way."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What turns a trial into experiments and experiments into a score.
+
+    Attributes:
+        script: Absolute path of the training script.
+        interpreter: Python (or other) executable that runs the script.
+        metric: TensorBoard scalar tag to read.
+        window: How many of the metric's last points are averaged.
+        targets: ``{env_id: (low, high) | None}``.
+        aggregation: How environments are combined.
+        params_fn: Samples a trial's parameters.
+        runs_dir: The study folder; each experiment runs in a directory below it.
+        env: Extra environment variables for every experiment.
+        experiment_timeout: Seconds after which an experiment fails.
+        env_flag: Flag that receives the environment id.
+        seed_flag: Flag that receives the seed.
+    """
+
+    script: Path
+    interpreter: str
+    metric: str
+    window: int
+    targets: Mapping[str, tuple[float, float] | None]
+    aggregation: Aggregation
+    params_fn: ParamsFn
+    runs_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    experiment_timeout: float | None = None
+    env_flag: str = "env-id"
+    seed_flag: str = "seed"
+
+    @property
+    def script_sha256(self) -> str:
+        """SHA-256 of the script's bytes now."""
+        return hashlib.sha256(self.script.read_bytes()).hexdigest()
+
+
+class TrialListener(Protocol):
+    """Hooks called on the scheduler's thread (used for wandb tracking)."""
+
+    def on_trial_start(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+        """A trial's parameters were sampled."""
+
+    def on_experiment_end(
+        self, trial: optuna.Trial, env_id: str, seed: int, raw: float | None, normalized: float | None
+    ) -> None:
+        """An experiment of the trial ended (scores ``None`` when it failed)."""
+
+    def on_trial_end(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+        """The trial was told to Optuna."""
+
+
+@dataclass
+class _TrialRun:
+    trial: optuna.Trial
+    params: dict[str, Any]
+    seeds: list[int]
+    envs: list[str]
+    pending: deque[tuple[int, str]]
+    experiments: dict[tuple[int, str], Experiment] = field(default_factory=dict)
+    tails: dict[tuple[int, str], ScalarTail] = field(default_factory=dict)
+    raw: dict[str, list[float | None]] = field(default_factory=dict)
+    reported: int = -1
+    failure: tuple[str, str] | None = None  # reason, stderr tail
+    pruned: bool = False
+
+    @property
+    def running(self) -> list[Experiment]:
+        return [e for e in self.experiments.values() if e.running]
+
+    @property
+    def done(self) -> bool:
+        return not self.pending and not self.running
+
+
+@dataclass
+class RunSummary:
+    """What one :meth:`Scheduler.run` did."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    interrupted: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Trials that count towards the budget: complete, pruned, or failed by the script."""
+        return self.complete + self.pruned + self.failed
+
+
+class Scheduler:
+    """Runs trials of one study as experiments on a number of slots.
+
+    Args:
+        study: The Optuna study (its storage is the one source of truth).
+        config: How trials become experiments and scores.
+        num_seeds: Seeds per environment; seeds are ``0 .. num_seeds - 1`` as in CleanRL.
+        n_slots: How many experiments run at once.
+        max_consecutive_failures: Stop with :class:`TuningError` after this many trials in a row
+            failed by the script (``None``: never).
+        heartbeat_interval: Seconds between heartbeats of running trials.
+        grace_period: Seconds without heartbeat after which another process's trial is stale.
+        max_retry: How many times a trial of a dead process is re-run.
+        poll_interval: Seconds between polls of running experiments.
+        stop_event: Set it (from any thread) to stop: running experiments are ended and their
+            trials failed as interrupted.
+        listeners: Hooks such as wandb tracking.
+        log: Receives one line per event worth telling the user.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        config: RunConfig,
+        *,
+        num_seeds: int,
+        n_slots: int = 1,
+        max_consecutive_failures: int | None = 5,
+        heartbeat_interval: float = 60.0,
+        grace_period: float | None = None,
+        max_retry: int | None = 3,
+        poll_interval: float = 0.05,
+        stop_event: threading.Event | None = None,
+        listeners: Sequence[TrialListener] = (),
+        log: Callable[[str], None] | None = print,
+    ) -> None:
+        self.study = study
+        self.config = config
+        self.num_seeds = num_seeds
+        self.n_slots = n_slots
+        self.max_consecutive_failures = max_consecutive_failures
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period if grace_period is not None else 2 * heartbeat_interval
+        self.max_retry = max_retry
+        self.poll_interval = poll_interval
+        self.stop_event = stop_event or threading.Event()
+        self.listeners = list(listeners)
+        self._log = log
+        self._active: list[_TrialRun] = []
+        self._script_sha256 = config.script_sha256
+
+    # ----------------------------------------------------------------------------------------
+    def run(self, n_trials: int, timeout: float | None = None) -> RunSummary:
+        """Run ``n_trials`` new trials (fewer if stopped or out of time) and return a summary.
+
+        Raises:
+            TuningError: After ``max_consecutive_failures`` failed trials in a row.
+        """
+        summary = RunSummary()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        started = 0
+        consecutive_failures = 0
+        last_failure = ""
+        next_heartbeat = 0.0
+        fail_stale_trials(self.study, self.grace_period, self.max_retry)
+        try:
+            while True:
+                if self.stop_event.is_set():
+                    break
+                for run in list(self._active):
+                    self._poll_trial(run)
+                    if run.done:
+                        state = self._finish_trial(run)
+                        self._active.remove(run)
+                        if state == TrialState.COMPLETE:
+                            summary.complete += 1
+                            consecutive_failures = 0
+                        elif state == TrialState.PRUNED:
+                            summary.pruned += 1
+                            consecutive_failures = 0
+                        else:
+                            summary.failed += 1
+                            consecutive_failures += 1
+                            last_failure = run.failure[0] if run.failure else ""
+                if (
+                    self.max_consecutive_failures is not None
+                    and consecutive_failures >= self.max_consecutive_failures
+                ):
+                    raise TuningError(
+                        f"{consecutive_failures} trials in a row failed; stopping the study. "
+                        f"Last failure: {last_failure}"
+                    )
+                can_start = started < n_trials and (
+                    deadline is None or time.monotonic() < deadline
+                )
+                while self._free_slots() > 0:
+                    item = self._next_experiment()
+                    if item is None:
+                        if not can_start:
+                            break
+                        self._active.append(self._start_trial())
+                        started += 1
+                        can_start = started < n_trials
+                        continue
+                    self._start_experiment(*item)
+                if not self._active:
+                    break
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    for run in self._active:
+                        record_heartbeat(self.study, run.trial._trial_id)
+                    fail_stale_trials(self.study, self.grace_period, self.max_retry)
+                    next_heartbeat = now + self.heartbeat_interval
+                self.stop_event.wait(self.poll_interval)
+        except BaseException as exc:
+            reason = f"interrupted by {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+            summary.interrupted += self._abort_all(reason)
+            raise
+        summary.interrupted += self._abort_all("stopped before it finished")
+        return summary
+
+    # ----------------------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.n_slots - sum(len(run.running) for run in self._active)
+
+    def _next_experiment(self) -> tuple[_TrialRun, int, str] | None:
+        for run in self._active:
+            if run.pending and run.failure is None and not run.pruned:
+                seed_index, env_id = run.pending[0]
+                return run, seed_index, env_id
+        return None
+
+    def _start_trial(self) -> _TrialRun:
+        trial = self.study.ask()
+        record_heartbeat(self.study, trial._trial_id)
+        envs = list(self.config.targets)
+        seeds = list(range(self.num_seeds))
+        run = _TrialRun(
+            trial=trial,
+            params={},
+            seeds=seeds,
+            envs=envs,
+            pending=deque((s, e) for s in range(len(seeds)) for e in envs),
+            raw={e: [None] * len(seeds) for e in envs},
+        )
+        try:
+            run.params, _ = sample_params(self.config.params_fn, trial)
+            argvs = {key: self._argv(run, *key) for key in run.pending}
+        except Exception as exc:
+            # A bug in params_fn repeats on every trial: fail this one, then tell the user.
+            self._tell_failed(run, f"params_fn raised {type(exc).__name__}: {exc}", "", "script")
+            raise
+        trial.set_user_attr(_attrs.SEEDS, seeds)
+        trial.set_user_attr(_attrs.SCRIPT_SHA256, self._script_sha256)
+        trial.set_user_attr(
+            _attrs.EXPERIMENTS,
+            [
+                {"env_id": e, "seed": seeds[s], "argv": argvs[(s, e)], "run_dir": str(self._run_dir(run, s, e))}
+                for (s, e) in run.pending
+            ],
+        )
+        for listener in self.listeners:
+            listener.on_trial_start(trial, run.params)
+        self._say(f"trial {trial.number} started: {_short(run.params)}")
+        return run
+
+    def _argv(self, run: _TrialRun, seed_index: int, env_id: str) -> list[str]:
+        c = self.config
+        return build_argv(
+            c.interpreter,
+            c.script,
+            run.params,
+            env_id,
+            run.seeds[seed_index],
+            env_flag=c.env_flag,
+            seed_flag=c.seed_flag,
+        )
+
+    def _run_dir(self, run: _TrialRun, seed_index: int, env_id: str) -> Path:
+        safe_env = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in env_id)
+        return (
+            self.config.runs_dir
+            / f"trial_{run.trial.number:05d}"
+            / f"{safe_env}__seed{run.seeds[seed_index]}"
+        )
+
+    def _start_experiment(self, run: _TrialRun, seed_index: int, env_id: str) -> None:
+        run.pending.popleft()
+        key = (seed_index, env_id)
+        run_dir = self._run_dir(run, seed_index, env_id)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            # A retried trial keeps its number's folder only if it is new: never mix two runs.
+            run_dir = run_dir.with_name(run_dir.name + f"__{int(time.time() * 1000)}")
+        exp = Experiment(
+            argv=self._argv(run, seed_index, env_id),
+            run_dir=run_dir,
+            env=dict(self.config.env),
+            timeout=self.config.experiment_timeout,
+            env_id=env_id,
+            seed=run.seeds[seed_index],
+        )
+        run.experiments[key] = exp
+        run.tails[key] = ScalarTail(run_dir, self.config.metric)
+        exp.start()
+
+    def _poll_trial(self, run: _TrialRun) -> None:
+        for key, exp in run.experiments.items():
+            if not exp.running:
+                continue
+            code = exp.poll()
+            if code is None:
+                continue
+            self._experiment_ended(run, key, exp, code)
+            if run.failure is not None:
+                self._stop_experiments(run)
+                return
+        if run.failure is None and not run.pruned:
+            self._report_seeds(run)
+
+    def _experiment_ended(
+        self, run: _TrialRun, key: tuple[int, str], exp: Experiment, code: int
+    ) -> None:
+        seed_index, env_id = key
+        where = f"{env_id} seed {exp.seed}"
+        raw: float | None = None
+        if exp.timed_out:
+            run.failure = (
+                f"{where}: timed out after {self.config.experiment_timeout:g} s "
+                f"(experiment_timeout); log in {exp.run_dir}",
+                exp.stderr_tail(),
+            )
+        elif code != 0:
+            run.failure = (self._exit_reason(where, exp, code), exp.stderr_tail())
+        else:
+            tail = run.tails[key]
+            tail.poll()
+            raw = tail.last_n_mean(self.config.window)
+            if raw is None:
+                tags = scalar_tags(exp.run_dir)
+                logged = ", ".join(tags) if tags else "no scalar at all (no TensorBoard event file)"
+                run.failure = (
+                    f"{where}: the script logged no point of metric {self.config.metric!r} "
+                    f"(total-timesteps too small for one episode or update? wrong tag?). "
+                    f"It logged: {logged}. Run folder: {exp.run_dir}",
+                    exp.stderr_tail(),
+                )
+            elif not math.isfinite(raw):
+                run.failure = (f"{where}: metric {self.config.metric!r} is {raw}", exp.stderr_tail())
+                raw = None
+        normalized = None if raw is None else normalize(raw, self.config.targets[env_id])
+        if raw is not None:
+            run.raw[env_id][seed_index] = raw
+            run.trial.set_user_attr(_attrs.RAW_SCORES, run.raw)
+            run.trial.set_user_attr(
+                _attrs.NORMALIZED_SCORES, normalize_all(run.raw, self.config.targets)
+            )
+            self._say(
+                f"trial {run.trial.number} {where}: {self.config.metric} = {raw:.6g} "
+                f"(mean of last {self.config.window}), normalized {normalized:.4g}, "
+                f"{exp.seconds:.1f} s"
+            )
+        for listener in self.listeners:
+            listener.on_experiment_end(run.trial, env_id, exp.seed, raw, normalized)
+
+    @staticmethod
+    def _exit_reason(where: str, exp: Experiment, code: int) -> str:
+        tail = exp.stderr_tail(2000)
+        if code == 2 and ("unrecognized" in tail.lower() or "usage:" in tail.lower()):
+            return (
+                f"{where}: the script rejected its arguments (exit code 2): check the names "
+                f"returned by params_fn against the script's flags. argv: {list(exp.argv)}"
+            )
+        if code > 128:
+            return f"{where}: the script was killed by signal {code - 128} (exit code {code})"
+        return f"{where}: the script exited with code {code}; log in {exp.run_dir}"
+
+    def _report_seeds(self, run: _TrialRun) -> None:
+        targets = self.config.targets
+        while run.reported + 1 < len(run.seeds):
+            k = run.reported + 1
+            if any(run.raw[e][k] is None for e in run.envs):
+                return
+            normalized = normalize_all(run.raw, targets)
+            value = trial_value(normalized, self.config.aggregation, seed_indices=range(k + 1))
+            assert value is not None
+            run.trial.report(value, k)
+            run.reported = k
+            if k + 1 < len(run.seeds) and run.trial.should_prune():
+                run.pruned = True
+                self._stop_experiments(run)
+                run.pending.clear()
+                self._say(f"trial {run.trial.number} pruned after seed {run.seeds[k]}: {value:.4g}")
+                return
+
+    def _stop_experiments(self, run: _TrialRun) -> None:
+        for exp in run.running:
+            exp.stop()
+        run.pending.clear()
+
+    def _finish_trial(self, run: _TrialRun) -> TrialState:
+        trial = run.trial
+        self._write_experiments(run)
+        if run.failure is not None:
+            reason, stderr = run.failure
+            self._tell_failed(run, reason, stderr, "script")
+            return TrialState.FAIL
+        if run.pruned:
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self._notify_end(run, TrialState.PRUNED, None)
+            return TrialState.PRUNED
+        value = trial_value(normalize_all(run.raw, self.config.targets), self.config.aggregation)
+        assert value is not None
+        self.study.tell(trial, value)
+        self._say(f"trial {trial.number} finished: {self.config.aggregation} normalized score {value:.4g}")
+        self._notify_end(run, TrialState.COMPLETE, value)
+        return TrialState.COMPLETE
+
+    def _write_experiments(self, run: _TrialRun) -> None:
+        records = []
+        for (s, e), exp in run.experiments.items():
+            if exp.returncode is None:
+                status = "running"
+            elif exp.stopped and not exp.timed_out:
+                status = "pruned" if run.pruned else "stopped"
+            elif exp.returncode == 0 and run.raw[e][s] is not None:
+                status = "ok"
+            else:
+                status = "failed"
+            records.append(
+                {
+                    "env_id": e,
+                    "seed": run.seeds[s],
+                    "argv": list(exp.argv),
+                    "run_dir": str(exp.run_dir),
+                    "returncode": exp.returncode,
+                    "seconds": None if exp.seconds is None else round(exp.seconds, 3),
+                    "status": status,
+                }
+            )
+        run.trial.set_user_attr(_attrs.EXPERIMENTS, records)
+
+    def _tell_failed(self, run: _TrialRun, reason: str, stderr: str, kind: str) -> None:
+        trial = run.trial
+        trial.set_user_attr(_attrs.FAIL_REASON, reason)
+        trial.set_user_attr(_attrs.STDERR_TAIL, stderr[-4000:])
+        self.study._storage.set_trial_system_attr(trial._trial_id, _attrs.FAIL_KIND, kind)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self._say(f"trial {trial.number} failed: {reason}")
+        self._notify_end(run, TrialState.FAIL, None)
+
+    def _notify_end(self, run: _TrialRun, state: TrialState, value: float | None) -> None:
+        for listener in self.listeners:
+            listener.on_trial_end(run.trial, state, value)
+
+    def _abort_all(self, reason: str) -> int:
+        """Stop every running experiment and fail every running trial; return how many."""
+        count = 0
+        for run in self._active:
+            for exp in run.running:
+                exp.stop()
+        for run in self._active:
+            try:
+                self._write_experiments(run)
+                self._tell_failed(run, reason, "", "interrupted")
+            except Exception as exc:  # the storage may be gone; the heartbeat covers that case
+                self._say(f"could not fail trial {run.trial.number}: {exc}")
+            count += 1
+        self._active.clear()
+        return count
+
+    def _say(self, line: str) -> None:
+        if self._log is not None:
+            self._log(line)
+
+
+def _short(params: Mapping[str, Any], limit: int = 200) -> str:
+    text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,124 @@
+"""A tiny CleanRL-style training script whose return is a known function of its flags.
+
+It logs ``charts/episodic_return`` to ``runs/{run_name}`` as torch's ``SummaryWriter`` does
+(``simple_value`` scalars), without torch. Point ``i`` of ``n`` (``n = total_timesteps // 100``)
+is ``score(flags) - 0.01 * (n - 1 - i)``, so the mean of the last ``k`` points is exactly
+``score - 0.005 * (k - 1)``. It also writes the argv and environment it received to
+``received.json`` in its working directory, so tests can check that every flag arrives.
+
+``score``: quality ``q = exp(-(log10(learning_rate) + 3) ** 2)`` (best at 1e-3), times 0.9
+without ``--anneal-lr``, plus ``0.001 * seed``; the return is ``100 * q`` on ``EnvA`` (target
+[0, 100]) and ``-100 * (1 - q)`` on ``EnvB`` (target [-100, 0]), so both normalize to ``q``.
+"""
+
+import argparse
+import json
+import math
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+
+# TFRecord framing written by hand: tensorboard's EventFileWriter costs ~1 s to import.
+_CRC_TABLE = []
+for _n in range(256):
+    _c = _n
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC_TABLE.append(_c)
+
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class EventFileWriter:
+    def __init__(self, logdir: str) -> None:
+        os.makedirs(logdir, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.0"
+        self._f = open(os.path.join(logdir, name), "wb")
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._f.write(header + struct.pack("<I", _masked_crc32c(header)))
+        self._f.write(data + struct.pack("<I", _masked_crc32c(data)))
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def score(learning_rate: float, anneal_lr: bool, seed: int, env_id: str) -> float:
+    q = math.exp(-((math.log10(learning_rate) + 3) ** 2)) * (1.0 if anneal_lr else 0.9)
+    q += 0.001 * seed
+    return 100 * q if env_id != "EnvB" else -100 * (1 - q)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--learning-rate", type=float, default=2.5e-4)
+    parser.add_argument("--num-minibatches", type=int, default=4)
+    parser.add_argument("--anneal-lr", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--layers", type=int, nargs="*", default=[64, 64])
+    parser.add_argument("--total-timesteps", type=int, default=5000)
+    parser.add_argument("--env-id", type=str, default="EnvA")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--exp-name", type=str, default="toy")
+    parser.add_argument("--mode", choices=["ok", "crash", "nometric", "nan", "hang"], default="ok")
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep before logging")
+    parser.add_argument("--spawn-child", action="store_true", help="leave a grandchild running")
+    args = parser.parse_args()
+
+    with open("received.json", "w") as f:
+        json.dump(
+            {
+                "argv": sys.argv,
+                "args": vars(args),
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                "TOY_EXTRA": os.environ.get("TOY_EXTRA"),
+                "pid": os.getpid(),
+            },
+            f,
+        )
+    if args.spawn_child:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open("grandchild.pid", "w") as f:
+            f.write(str(child.pid))
+    if args.mode == "crash":
+        print("Traceback (most recent call last):\nValueError: toy crash on purpose", file=sys.stderr)
+        return 3
+    if args.sleep:
+        time.sleep(args.sleep)
+    if args.mode == "hang":
+        time.sleep(600)
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    writer = EventFileWriter(os.path.join("runs", run_name))
+    n = args.total_timesteps // 100
+    base = score(args.learning_rate, args.anneal_lr, args.seed, args.env_id)
+    for i in range(n):
+        step = (i + 1) * 100
+        if args.mode == "nometric":
+            tag, value = "losses/value_loss", 1.0
+        else:
+            tag, value = "charts/episodic_return", base - 0.01 * (n - 1 - i)
+            if args.mode == "nan":
+                value = float("nan")
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+    writer.close()
+    print(f"{args.env_id} seed {args.seed}: final return {base:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
