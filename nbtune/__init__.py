@@ -7,13 +7,14 @@ from nbtune._scheduler import TuningError
 from nbtune._scoring import interquartile_mean
 from nbtune._tuner import Tuner, trials_dataframe
 from nbtune._version import __version__
-from nbtune.examples import example_script
+
+# from nbtune.examples import example_script  # TODO restore when examples land
 
 __all__ = [
     "Tuner",
     "TuningError",
     "__version__",
-    "example_script",
+    # "example_script",
     "interquartile_mean",
     "trials_dataframe",
 ]

@@ -8,6 +8,7 @@ for stdout and stderr, an optional timeout, and its own process group. A small g
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -47,10 +48,13 @@ def format_flag(key: str, value: Any) -> list[str]:
         ['--no-anneal-lr']
         >>> format_flag("hidden-sizes", [64, 64])
         ['--hidden-sizes', '64', '64']
+
     """
     name = key[2:] if key.startswith("--") else key
     if not name or name.startswith("-") or any(c.isspace() or c == "=" for c in name):
-        raise ValueError(f"invalid parameter name {key!r}: use a flag name such as 'learning-rate'.")
+        raise ValueError(
+            f"invalid parameter name {key!r}: use a flag name such as 'learning-rate'."
+        )
     if isinstance(value, bool):
         return [f"--{name}"] if value else [f"--no-{name}"]
     if isinstance(value, (list, tuple)):
@@ -88,6 +92,7 @@ def build_argv(
     Example:
         >>> build_argv("python", "ppo.py", {"learning-rate": 0.001}, "CartPole-v1", 2)
         ['python', 'ppo.py', '--learning-rate=0.001', '--env-id=CartPole-v1', '--seed=2']
+
     """
     argv = [str(interpreter), str(script)]
     for key, value in params.items():
@@ -112,6 +117,7 @@ class Experiment:
         timeout: Seconds after which the experiment is stopped and counts as failed.
         env_id: Environment id, kept for reports.
         seed: Seed, kept for reports.
+
     """
 
     argv: Sequence[str]
@@ -178,14 +184,18 @@ class Experiment:
         self.started_at = time.monotonic()
 
     def poll(self) -> int | None:
-        """Return the exit code once the experiment has ended, else ``None``; enforce the timeout."""
+        """Return the exit code once ended, else ``None``; enforce the timeout."""
         if self._proc is None:
             return None
         if self.returncode is not None:
             return self.returncode
         code = self._proc.poll()
         if code is None:
-            if self.timeout is not None and self.seconds is not None and self.seconds > self.timeout:
+            if (
+                self.timeout is not None
+                and self.seconds is not None
+                and self.seconds > self.timeout
+            ):
                 self.timed_out = True
                 self.stop()
                 return self.returncode
@@ -221,10 +231,8 @@ class Experiment:
 
     def _signal_group(self, sig: int) -> None:
         assert self._proc is not None
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _tail(path: Path, max_bytes: int) -> str:

@@ -20,6 +20,7 @@ import hashlib
 import math
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class RunConfig:
         experiment_timeout: Seconds after which an experiment fails.
         env_flag: Flag that receives the environment id.
         seed_flag: Flag that receives the seed.
+
     """
 
     script: Path
@@ -86,7 +88,12 @@ class TrialListener(Protocol):
         """A trial's parameters were sampled."""
 
     def on_experiment_end(
-        self, trial: optuna.Trial, env_id: str, seed: int, raw: float | None, normalized: float | None
+        self,
+        trial: optuna.Trial,
+        env_id: str,
+        seed: int,
+        raw: float | None,
+        normalized: float | None,
     ) -> None:
         """An experiment of the trial ended (scores ``None`` when it failed)."""
 
@@ -150,6 +157,7 @@ class Scheduler:
             trials failed as interrupted.
         listeners: Hooks such as wandb tracking.
         log: Receives one line per event worth telling the user.
+
     """
 
     def __init__(
@@ -189,6 +197,7 @@ class Scheduler:
 
         Raises:
             TuningError: After ``max_consecutive_failures`` failed trials in a row.
+
         """
         summary = RunSummary()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -224,9 +233,7 @@ class Scheduler:
                         f"{consecutive_failures} trials in a row failed; stopping the study. "
                         f"Last failure: {last_failure}"
                     )
-                can_start = started < n_trials and (
-                    deadline is None or time.monotonic() < deadline
-                )
+                can_start = started < n_trials and (deadline is None or time.monotonic() < deadline)
                 while self._free_slots() > 0:
                     item = self._next_experiment()
                     if item is None:
@@ -265,7 +272,10 @@ class Scheduler:
         return None
 
     def _start_trial(self) -> _TrialRun:
-        trial = self.study.ask()
+        with warnings.catch_warnings():
+            # Optuna warns that its heartbeat expects Study.optimize: nbtune records it itself.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask()
         record_heartbeat(self.study, trial._trial_id)
         envs = list(self.config.targets)
         seeds = list(range(self.num_seeds))
@@ -289,7 +299,12 @@ class Scheduler:
         trial.set_user_attr(
             _attrs.EXPERIMENTS,
             [
-                {"env_id": e, "seed": seeds[s], "argv": argvs[(s, e)], "run_dir": str(self._run_dir(run, s, e))}
+                {
+                    "env_id": e,
+                    "seed": seeds[s],
+                    "argv": argvs[(s, e)],
+                    "run_dir": str(self._run_dir(run, s, e)),
+                }
                 for (s, e) in run.pending
             ],
         )
@@ -379,7 +394,10 @@ class Scheduler:
                     exp.stderr_tail(),
                 )
             elif not math.isfinite(raw):
-                run.failure = (f"{where}: metric {self.config.metric!r} is {raw}", exp.stderr_tail())
+                run.failure = (
+                    f"{where}: metric {self.config.metric!r} is {raw}",
+                    exp.stderr_tail(),
+                )
                 raw = None
         normalized = None if raw is None else normalize(raw, self.config.targets[env_id])
         if raw is not None:
@@ -445,7 +463,9 @@ class Scheduler:
         value = trial_value(normalize_all(run.raw, self.config.targets), self.config.aggregation)
         assert value is not None
         self.study.tell(trial, value)
-        self._say(f"trial {trial.number} finished: {self.config.aggregation} normalized score {value:.4g}")
+        self._say(
+            f"trial {trial.number} finished: {self.config.aggregation} normalized score {value:.4g}"
+        )
         self._notify_end(run, TrialState.COMPLETE, value)
         return TrialState.COMPLETE
 
@@ -508,5 +528,7 @@ class Scheduler:
 
 
 def _short(params: Mapping[str, Any], limit: int = 200) -> str:
-    text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    text = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
     return text if len(text) <= limit else text[: limit - 3] + "..."

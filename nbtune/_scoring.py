@@ -38,6 +38,7 @@ def check_target_scores(target_scores: object) -> dict[str, tuple[float, float] 
     Example:
         >>> check_target_scores({"CartPole-v1": [0, 500]})
         {'CartPole-v1': (0.0, 500.0)}
+
     """
     if not isinstance(target_scores, Mapping) or not target_scores:
         raise ValueError(
@@ -47,7 +48,9 @@ def check_target_scores(target_scores: object) -> dict[str, tuple[float, float] 
     checked: dict[str, tuple[float, float] | None] = {}
     for env_id, target in target_scores.items():
         if not isinstance(env_id, str) or not env_id:
-            raise ValueError(f"target_scores: environment ids must be non-empty strings, got {env_id!r}.")
+            raise ValueError(
+                f"target_scores: environment ids must be non-empty strings, got {env_id!r}."
+            )
         if target is None:
             checked[env_id] = None
             continue
@@ -85,6 +88,7 @@ def check_aggregation(aggregation: object) -> Aggregation:
 
     Raises:
         ValueError: If the name is not one of ``average``, ``median``, ``max``, ``min``, ``iqm``.
+
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(
@@ -101,6 +105,7 @@ def normalize(raw: float, target: tuple[float, float] | None) -> float:
         0.5
         >>> normalize(-100.0, (-500.0, 0.0))
         0.8
+
     """
     if target is None:
         return float(raw)
@@ -117,6 +122,7 @@ def interquartile_mean(values: Sequence[float]) -> float:
     Example:
         >>> interquartile_mean([0.0, 1.0, 2.0, 3.0, 100.0, -50.0, 4.0, 5.0])
         2.5
+
     """
     x = np.sort(np.asarray(values, dtype=float))
     if x.size == 0:
@@ -131,6 +137,7 @@ def aggregate(values: Sequence[float], aggregation: Aggregation) -> float:
     Example:
         >>> aggregate([0.2, 0.4, 0.9], "median")
         0.4
+
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
@@ -172,6 +179,7 @@ def trial_value(
         0.5
         >>> trial_value({"a": [0.2, None], "b": [0.6, 0.8]}, "min")
         0.2
+
     """
     envs = list(normalized)
     if not envs:
@@ -204,6 +212,7 @@ def normalize_all(
     Example:
         >>> normalize_all({"CartPole-v1": [250.0, None]}, {"CartPole-v1": (0.0, 500.0)})
         {'CartPole-v1': [0.5, None]}
+
     """
     return {
         env: [None if x is None else normalize(x, targets[env]) for x in scores]

@@ -40,6 +40,7 @@ class RecordingTrial:
         True
         >>> sorted(rec.distributions)
         ['learning-rate']
+
     """
 
     def __init__(self, trial: optuna.Trial) -> None:
@@ -86,7 +87,9 @@ class RecordingTrial:
         return self.suggest_float(name, low, high, step=q)
 
 
-def sample_params(params_fn: ParamsFn, trial: optuna.Trial) -> tuple[dict[str, Any], RecordingTrial]:
+def sample_params(
+    params_fn: ParamsFn, trial: optuna.Trial
+) -> tuple[dict[str, Any], RecordingTrial]:
     """Call ``params_fn`` on a recording view of ``trial`` and check what it returns.
 
     Returns:
@@ -95,6 +98,7 @@ def sample_params(params_fn: ParamsFn, trial: optuna.Trial) -> tuple[dict[str, A
 
     Raises:
         TypeError: If ``params_fn`` does not return a dict with string keys.
+
     """
     recording = RecordingTrial(trial)
     params = params_fn(recording)

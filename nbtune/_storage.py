@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def redact_url(url: str) -> str:
         'postgresql://alice:***@db.example:5432/study'
         >>> redact_url("sqlite:////tmp/x.db")
         'sqlite:////tmp/x.db'
+
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -62,6 +64,7 @@ def resolve_storage_url(url: str) -> str:
     Example:
         >>> resolve_storage_url("sqlite:////tmp/study.db")
         'sqlite:////tmp/study.db'
+
     """
     if url.startswith("sqlite:///") and url not in ("sqlite:///:memory:",):
         path = url[len("sqlite:///") :]
@@ -107,6 +110,7 @@ def open_storage(
 
     Raises:
         ValueError: For an unknown URL scheme, or a missing file with ``must_exist``.
+
     """
     if storage is None:
         storage = DEFAULT_STORAGE
@@ -139,18 +143,21 @@ def open_storage(
     else:
         # Survive a database restart or a dropped connection between two polls.
         engine_kwargs = {"pool_pre_ping": True}
-    callback = (
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        if heartbeat_interval is not None and max_retry != 0
-        else None
-    )
-    rdb = RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=callback,
-    )
+    with warnings.catch_warnings():
+        # The heartbeat arguments are marked experimental since Optuna 2.9; nbtune relies on them.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = (
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+            if heartbeat_interval is not None and max_retry != 0
+            else None
+        )
+        rdb = RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=callback,
+        )
     if path is not None:
         _enable_wal(rdb)
     return rdb
@@ -177,7 +184,9 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
         storage.set_trial_system_attr(trial_id, _attrs.HEARTBEAT, time.time())
 
 
-def fail_stale_trials(study: optuna.Study, grace_period: float, max_retry: int | None = 3) -> list[int]:
+def fail_stale_trials(
+    study: optuna.Study, grace_period: float, max_retry: int | None = 3
+) -> list[int]:
     """Fail running trials whose process died, and queue them again.
 
     Relational storages use Optuna's heartbeat and its stale-trial callback. For other storages
@@ -186,10 +195,13 @@ def fail_stale_trials(study: optuna.Study, grace_period: float, max_retry: int |
 
     Returns:
         Numbers of the trials failed here (nbtune's own heartbeat only; Optuna does not say).
+
     """
     storage = study._storage
     if uses_optuna_heartbeat(storage):
-        optuna_fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna_fail_stale_trials(study)
         return []
     now = time.time()
     failed = []
@@ -205,6 +217,8 @@ def fail_stale_trials(study: optuna.Study, grace_period: float, max_retry: int |
         storage.set_trial_system_attr(trial._trial_id, _attrs.FAIL_KIND, "stale")
         failed.append(trial.number)
         if max_retry != 0:
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
             retry(study, storage.get_trial(trial._trial_id))
     return failed

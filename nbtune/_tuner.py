@@ -84,6 +84,7 @@ class Tuner:
         ...     study_name="doctest",
         ... )  # doctest: +SKIP
         >>> best = tuner.tune(num_trials=10, num_seeds=3)  # doctest: +SKIP
+
     """
 
     def __init__(
@@ -134,7 +135,10 @@ class Tuner:
         if num_seeds is not None:
             _check_positive_int("num_seeds", num_seeds)
         if experiment_timeout is not None and not experiment_timeout > 0:
-            raise ValueError(f"experiment_timeout must be a positive number of seconds or None; got {experiment_timeout!r}.")
+            raise ValueError(
+                "experiment_timeout must be a positive number of seconds or None; "
+                f"got {experiment_timeout!r}."
+            )
         if max_consecutive_failures is not None:
             _check_positive_int("max_consecutive_failures", max_consecutive_failures)
         _check_positive_int("heartbeat_interval", heartbeat_interval)
@@ -233,6 +237,7 @@ class Tuner:
         Raises:
             ValueError: For a bad ``num_trials`` or ``num_seeds``, before anything runs.
             TuningError: When too many trials fail in a row, or no trial has completed.
+
         """
         _check_positive_int("num_trials", num_trials)
         if num_seeds is None:
@@ -296,7 +301,8 @@ class Tuner:
             if path is not None:
                 where = f"sqlite:///{path}"
         self._say(f"nbtune: study {self.study_name!r} in {where}")
-        self._say(f"nbtune: experiment folders under {self.runs_dir} (tensorboard --logdir {self.runs_dir})")
+        self._say(f"nbtune: experiment folders under {self.runs_dir}")
+        self._say(f"nbtune: watch the runs with: tensorboard --logdir {self.runs_dir}")
 
     # ----------------------------------------------------------------------------------------
     def trials_dataframe(self) -> pd.DataFrame:
@@ -311,14 +317,27 @@ class Tuner:
 
 def trials_dataframe(study: optuna.Study) -> pd.DataFrame:
     """A study's trials as a DataFrame with per-environment, per-seed score columns."""
-    df = study.trials_dataframe(attrs=("number", "value", "state", "datetime_start", "datetime_complete", "duration", "params"))
+    df = study.trials_dataframe(
+        attrs=(
+            "number",
+            "value",
+            "state",
+            "datetime_start",
+            "datetime_complete",
+            "duration",
+            "params",
+        )
+    )
     if df.empty:
         return df
     extra: list[dict[str, Any]] = []
     for trial in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {}
         seeds = trial.user_attrs.get(_attrs.SEEDS, [])
-        for key, prefix in ((_attrs.RAW_SCORES, "raw_score"), (_attrs.NORMALIZED_SCORES, "normalized_score")):
+        for key, prefix in (
+            (_attrs.RAW_SCORES, "raw_score"),
+            (_attrs.NORMALIZED_SCORES, "normalized_score"),
+        ):
             for env, scores in (trial.user_attrs.get(key) or {}).items():
                 for i, score in enumerate(scores):
                     seed = seeds[i] if i < len(seeds) else i
@@ -368,4 +387,3 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-

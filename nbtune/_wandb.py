@@ -18,6 +18,7 @@ class WandbTracker:
 
     Raises:
         ImportError: If wandb is not installed.
+
     """
 
     def __init__(self, wandb_kwargs: Mapping[str, Any], study_name: str) -> None:

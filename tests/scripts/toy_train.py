@@ -7,8 +7,10 @@ is ``score(flags) - 0.01 * (n - 1 - i)``, so the mean of the last ``k`` points i
 ``received.json`` in its working directory, so tests can check that every flag arrives.
 
 ``score``: quality ``q = exp(-(log10(learning_rate) + 3) ** 2)`` (best at 1e-3), times 0.9
-without ``--anneal-lr``, plus ``0.001 * seed``; the return is ``100 * q`` on ``EnvA`` (target
-[0, 100]) and ``-100 * (1 - q)`` on ``EnvB`` (target [-100, 0]), so both normalize to ``q``.
+without ``--anneal-lr``, plus ``0.001 * seed``; the return is ``low + q * (high - low)`` with the
+environment's range in ``RANGES`` (``EnvA`` [0, 100], ``EnvB`` [-100, 0], and CleanRL's
+CartPole/Acrobot targets), so every environment normalizes to ``q``. It accepts the other flags
+of CleanRL's PPO that the seed's examples tune, and ignores them.
 """
 
 import argparse
@@ -57,10 +59,23 @@ class EventFileWriter:
         self._f.close()
 
 
-def score(learning_rate: float, anneal_lr: bool, seed: int, env_id: str) -> float:
+#: Score range per environment: the return is ``low + q * (high - low)``.
+RANGES = {
+    "EnvA": (0.0, 100.0),
+    "EnvB": (-100.0, 0.0),
+    "CartPole-v1": (0.0, 500.0),
+    "Acrobot-v1": (-500.0, 0.0),
+}
+
+
+def quality(learning_rate: float, anneal_lr: bool, seed: int) -> float:
     q = math.exp(-((math.log10(learning_rate) + 3) ** 2)) * (1.0 if anneal_lr else 0.9)
-    q += 0.001 * seed
-    return 100 * q if env_id != "EnvB" else -100 * (1 - q)
+    return q + 0.001 * seed
+
+
+def score(learning_rate: float, anneal_lr: bool, seed: int, env_id: str) -> float:
+    low, high = RANGES.get(env_id, (0.0, 100.0))
+    return low + quality(learning_rate, anneal_lr, seed) * (high - low)
 
 
 def main() -> int:
@@ -73,6 +88,14 @@ def main() -> int:
     parser.add_argument("--env-id", type=str, default="EnvA")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--exp-name", type=str, default="toy")
+    for flag, kind in [
+        ("--update-epochs", int),
+        ("--num-steps", int),
+        ("--num-envs", int),
+        ("--vf-coef", float),
+        ("--max-grad-norm", float),
+    ]:
+        parser.add_argument(flag, type=kind, default=1)
     parser.add_argument("--mode", choices=["ok", "crash", "nometric", "nan", "hang"], default="ok")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep before logging")
     parser.add_argument("--spawn-child", action="store_true", help="leave a grandchild running")
@@ -94,7 +117,9 @@ def main() -> int:
         with open("grandchild.pid", "w") as f:
             f.write(str(child.pid))
     if args.mode == "crash":
-        print("Traceback (most recent call last):\nValueError: toy crash on purpose", file=sys.stderr)
+        print(
+            "Traceback (most recent call last):\nValueError: toy crash on purpose", file=sys.stderr
+        )
         return 3
     if args.sleep:
         time.sleep(args.sleep)
@@ -113,7 +138,9 @@ def main() -> int:
             tag, value = "charts/episodic_return", base - 0.01 * (n - 1 - i)
             if args.mode == "nan":
                 value = float("nan")
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+        summary = summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]
+        )
         writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
     writer.close()
     print(f"{args.env_id} seed {args.seed}: final return {base:.4f}")

@@ -1,0 +1,53 @@
+"""Shared fixtures: the tiny training script and a Tuner factory on a temporary SQLite study."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TOY = Path(__file__).parent / "scripts" / "toy_train.py"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally, but fail under CI=true: CI must not skip what the product promises."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def toy_script() -> Path:
+    return TOY
+
+
+@pytest.fixture
+def make_tuner(tmp_path: Path) -> Callable[..., Any]:
+    """Build a Tuner on the toy script with a fresh SQLite study under tmp_path."""
+    import nbtune
+
+    def make(**overrides: Any) -> nbtune.Tuner:
+        kwargs: dict[str, Any] = {
+            "script": TOY,
+            "metric": "charts/episodic_return",
+            "target_scores": {"EnvA": [0, 100], "EnvB": [-100, 0]},
+            "params_fn": lambda trial: {
+                "learning-rate": trial.suggest_float("learning-rate", 1e-5, 1e-1, log=True),
+                "total-timesteps": 2000,
+            },
+            "metric_last_n_average_window": 10,
+            "storage": f"sqlite:///{tmp_path / 'study.db'}",
+            "study_name": "test",
+            "runs_dir": tmp_path / "runs",
+            "interpreter": sys.executable,
+            "verbose": False,
+        }
+        kwargs.update(overrides)
+        return nbtune.Tuner(**kwargs)
+
+    return make

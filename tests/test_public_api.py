@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+import nbtune
+
+
+def test_all_is_sorted_and_exactly_the_public_names():
+    assert nbtune.__all__ == sorted(nbtune.__all__)
+    public = {name for name in vars(nbtune) if not name.startswith("_")} - {
+        # submodules are reachable as attributes once imported; they are not API
+        name
+        for name, value in vars(nbtune).items()
+        if type(value).__name__ == "module"
+    }
+    assert public == set(nbtune.__all__) - {"__version__"}
+
+
+def test_import_nbtune_stays_headless():
+    """`import nbtune` must not import the notebook stack (ipywidgets, IPython, plotly) or torch."""
+    code = (
+        "import sys, nbtune; "
+        "heavy = [m for m in ('ipywidgets', 'IPython', 'plotly', 'torch', 'gymnasium', 'wandb') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from nbtune import _experiment, _scoring, _space, _storage
+
+    for module in (_scoring, _experiment, _storage, _space):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+        assert result.attempted > 0, module.__name__
