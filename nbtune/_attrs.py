@@ -14,6 +14,7 @@ Trial user attributes (JSON values):
   ``run_dir``, ``returncode``, ``seconds``, ``status`` (``"ok"``, ``"failed"``, ``"pruned"``,
   ``"stopped"``).
 * ``script_sha256``: hash of the training script the trial ran.
+* ``versions``: ``{"nbtune": ..., "optuna": ..., "interpreter": "Python 3.11.7"}``.
 * ``fail_reason`` and ``stderr_tail``: why a failed trial failed, and the end of its stderr.
 
 Trial system attributes:
@@ -35,6 +36,7 @@ RAW_SCORES = "raw_scores"
 NORMALIZED_SCORES = "normalized_scores"
 EXPERIMENTS = "experiments"
 SCRIPT_SHA256 = "script_sha256"
+VERSIONS = "versions"
 FAIL_REASON = "fail_reason"
 STDERR_TAIL = "stderr_tail"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
 import threading
 import time
 import warnings
@@ -31,11 +32,14 @@ import optuna
 from optuna.trial import TrialState
 
 from nbtune import _attrs
+from nbtune._budget import budget_state, claim_trial, others_working, reserve_slot
 from nbtune._experiment import Experiment, build_argv
 from nbtune._metrics import ScalarTail, scalar_tags
+from nbtune._retention import apply_retention
 from nbtune._scoring import Aggregation, normalize, normalize_all, trial_value
 from nbtune._space import ParamsFn, sample_params
 from nbtune._storage import fail_stale_trials, record_heartbeat
+from nbtune._version import __version__
 
 
 class TuningError(RuntimeError):
@@ -59,7 +63,8 @@ class RunConfig:
         experiment_timeout: Seconds after which an experiment fails.
         env_flag: Flag that receives the environment id.
         seed_flag: Flag that receives the seed.
-
+        keep_runs: Retention of experiment folders: ``"all"``, ``"logs"``, or k (the k best
+            trials' folders whole, logs only for the others).
     """
 
     script: Path
@@ -74,6 +79,7 @@ class RunConfig:
     experiment_timeout: float | None = None
     env_flag: str = "env-id"
     seed_flag: str = "seed"
+    keep_runs: str | int = "all"
 
     @property
     def script_sha256(self) -> str:
@@ -157,6 +163,8 @@ class Scheduler:
             trials failed as interrupted.
         listeners: Hooks such as wandb tracking.
         log: Receives one line per event worth telling the user.
+        study_script_sha256: Hash of the script when the study began; a different script is
+            warned about once.
 
     """
 
@@ -175,6 +183,7 @@ class Scheduler:
         stop_event: threading.Event | None = None,
         listeners: Sequence[TrialListener] = (),
         log: Callable[[str], None] | None = print,
+        study_script_sha256: str = "",
     ) -> None:
         self.study = study
         self.config = config
@@ -190,18 +199,27 @@ class Scheduler:
         self._log = log
         self._active: list[_TrialRun] = []
         self._script_sha256 = config.script_sha256
+        self._study_script_sha256 = study_script_sha256 or self._script_sha256
+        self._warned_script_change = False
+        self._reduced: set[int] = set()
+        self._versions = _versions(config.interpreter)
 
     # ----------------------------------------------------------------------------------------
-    def run(self, n_trials: int, timeout: float | None = None) -> RunSummary:
-        """Run ``n_trials`` new trials (fewer if stopped or out of time) and return a summary.
+    def run(self, timeout: float | None = None) -> RunSummary:
+        """Run the study's reserved trials until its budget is reached; return a summary.
+
+        Only trials reserved in the study (see :mod:`nbtune._budget`) are run, so several
+        processes share a budget exactly. While other processes still run trials of the study,
+        this one waits for them (and retries theirs if they die) instead of leaving early.
+
+        Args:
+            timeout: Stop starting trials after this many seconds; running ones finish.
 
         Raises:
             TuningError: After ``max_consecutive_failures`` failed trials in a row.
-
         """
         summary = RunSummary()
         deadline = None if timeout is None else time.monotonic() + timeout
-        started = 0
         consecutive_failures = 0
         last_failure = ""
         next_heartbeat = 0.0
@@ -233,20 +251,29 @@ class Scheduler:
                         f"{consecutive_failures} trials in a row failed; stopping the study. "
                         f"Last failure: {last_failure}"
                     )
-                can_start = started < n_trials and (deadline is None or time.monotonic() < deadline)
+                can_start = deadline is None or time.monotonic() < deadline
                 while self._free_slots() > 0:
                     item = self._next_experiment()
                     if item is None:
-                        if not can_start:
+                        run = self._start_trial() if can_start else None
+                        if run is None:
                             break
-                        self._active.append(self._start_trial())
-                        started += 1
-                        can_start = started < n_trials
+                        self._active.append(run)
                         continue
                     self._start_experiment(*item)
-                if not self._active:
-                    break
                 now = time.monotonic()
+                if not self._active:
+                    if not can_start or budget_state(self.study).reached:
+                        break
+                    if not others_working(self.study, set()):
+                        break
+                    # Other processes still work on the study: wait, in case one dies and its
+                    # trial comes back to the queue (or a reservation is given back).
+                    if now >= next_heartbeat:
+                        fail_stale_trials(self.study, self.grace_period, self.max_retry)
+                        next_heartbeat = now + min(self.heartbeat_interval, 5.0)
+                    self.stop_event.wait(min(1.0, self.heartbeat_interval))
+                    continue
                 if now >= next_heartbeat:
                     for run in self._active:
                         record_heartbeat(self.study, run.trial._trial_id)
@@ -271,12 +298,12 @@ class Scheduler:
                 return run, seed_index, env_id
         return None
 
-    def _start_trial(self) -> _TrialRun:
-        with warnings.catch_warnings():
-            # Optuna warns that its heartbeat expects Study.optimize: nbtune records it itself.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = self.study.ask()
+    def _start_trial(self) -> _TrialRun | None:
+        trial = claim_trial(self.study)
+        if trial is None:
+            return None
         record_heartbeat(self.study, trial._trial_id)
+        self._check_script()
         envs = list(self.config.targets)
         seeds = list(range(self.num_seeds))
         run = _TrialRun(
@@ -296,6 +323,7 @@ class Scheduler:
             raise
         trial.set_user_attr(_attrs.SEEDS, seeds)
         trial.set_user_attr(_attrs.SCRIPT_SHA256, self._script_sha256)
+        trial.set_user_attr(_attrs.VERSIONS, self._versions)
         trial.set_user_attr(
             _attrs.EXPERIMENTS,
             [
@@ -312,6 +340,25 @@ class Scheduler:
             listener.on_trial_start(trial, run.params)
         self._say(f"trial {trial.number} started: {_short(run.params)}")
         return run
+
+    def _check_script(self) -> None:
+        """Warn once if the script changed since the study began (old and new trials differ)."""
+        if self._warned_script_change:
+            return
+        try:
+            now = self.config.script_sha256
+        except OSError as exc:
+            raise TuningError(f"cannot read the script {self.config.script}: {exc}") from exc
+        if now != self._study_script_sha256:
+            self._warned_script_change = True
+            message = (
+                f"the training script {self.config.script} changed since this study began "
+                "(its SHA-256 differs): new trials may not be comparable with old ones. Each "
+                "trial records the hash it ran (user attribute script_sha256)."
+            )
+            warnings.warn(message, UserWarning, stacklevel=2)
+            self._say("nbtune: warning: " + message)
+        self._script_sha256 = now
 
     def _argv(self, run: _TrialRun, seed_index: int, env_id: str) -> list[str]:
         c = self.config
@@ -450,6 +497,13 @@ class Scheduler:
         run.pending.clear()
 
     def _finish_trial(self, run: _TrialRun) -> TrialState:
+        state = self._tell_outcome(run)
+        if self.config.keep_runs != "all":
+            frozen = self.study._storage.get_trial(run.trial._trial_id)
+            apply_retention(self.study, self.config.keep_runs, frozen, self._reduced)
+        return state
+
+    def _tell_outcome(self, run: _TrialRun) -> TrialState:
         trial = run.trial
         self._write_experiments(run)
         if run.failure is not None:
@@ -516,6 +570,7 @@ class Scheduler:
             try:
                 self._write_experiments(run)
                 self._tell_failed(run, reason, "", "interrupted")
+                reserve_slot(self.study)  # an interrupted trial does not use up the budget
             except Exception as exc:  # the storage may be gone; the heartbeat covers that case
                 self._say(f"could not fail trial {run.trial.number}: {exc}")
             count += 1
@@ -532,3 +587,15 @@ def _short(params: Mapping[str, Any], limit: int = 200) -> str:
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _versions(interpreter: str) -> dict[str, str]:
+    """Versions that make a trial reproducible: nbtune's, Optuna's, the script's interpreter's."""
+    try:
+        out = subprocess.run(
+            [interpreter, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        interp = (out.stdout or out.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        interp = f"unknown ({exc})"
+    return {"nbtune": __version__, "optuna": optuna.__version__, "interpreter": interp}

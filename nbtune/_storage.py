@@ -176,12 +176,15 @@ def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
 
 
 def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
-    """Record that a running trial is alive, with Optuna's heartbeat or nbtune's own."""
+    """Record that a running trial is alive: Optuna's heartbeat where it exists, and nbtune's.
+
+    nbtune's own (a trial system attribute) works on every storage and lets a process see that
+    another one is still working on the study.
+    """
     storage = study._storage
     if uses_optuna_heartbeat(storage):
         storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-    else:
-        storage.set_trial_system_attr(trial_id, _attrs.HEARTBEAT, time.time())
+    storage.set_trial_system_attr(trial_id, _attrs.HEARTBEAT, time.time())
 
 
 def fail_stale_trials(

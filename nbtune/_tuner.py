@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
+import re
+import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,10 +23,20 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from nbtune import _attrs
+from nbtune._attrs import STUDY_SPEC
+from nbtune._budget import extend_budget
+from nbtune._retention import check_keep_runs
 from nbtune._scheduler import RunConfig, RunSummary, Scheduler, TrialListener, TuningError
 from nbtune._scoring import check_aggregation, check_target_scores
-from nbtune._space import ParamsFn
-from nbtune._storage import DEFAULT_STORAGE, describe_storage, open_storage, sqlite_path
+from nbtune._space import ParamsFn, SearchSpace, record_space
+from nbtune._spec import SpecMismatchError, StudySpec, build_component, describe_component
+from nbtune._storage import (
+    DEFAULT_STORAGE,
+    describe_storage,
+    fail_stale_trials,
+    open_storage,
+    sqlite_path,
+)
 
 
 class Tuner:
@@ -35,6 +49,9 @@ class Tuner:
     ``metric`` from its TensorBoard log, normalizes it with ``target_scores``, aggregates across
     environments and averages over seeds; Optuna optimizes that value.
 
+    What defines the study (script, metric, targets, search space, ...) is stored with it, so it
+    can be resumed after a restart and joined by ``nbtune worker`` processes on other machines.
+
     Args:
         script: Path of the training script.
         metric: TensorBoard scalar tag the script logs, e.g. ``"charts/episodic_return"``.
@@ -42,7 +59,7 @@ class Tuner:
             ``(x - low) / (high - low)``. ``{env_id: None}`` (one environment only) uses the raw
             metric.
         params_fn: ``params_fn(trial) -> dict`` of flag name to value, sampled with
-            ``trial.suggest_*`` or fixed.
+            ``trial.suggest_*`` or fixed; or a :class:`~nbtune.SearchSpace`, or its dict form.
         direction: ``"maximize"`` or ``"minimize"``.
         aggregation_type: ``"average"``, ``"median"``, ``"max"``, ``"min"``, or ``"iqm"`` (the
             interquartile mean of all environment x seed scores pooled, as rliable computes it).
@@ -53,7 +70,7 @@ class Tuner:
         storage: Database URL, journal file path, or Optuna storage. SQLite paths are made
             absolute and printed.
         study_name: Name of the study; default ``tuner_<unix time>``. An existing study of this
-            name is continued.
+            name is continued if it was defined the same way.
         wandb_kwargs: When given, each trial is tracked as a wandb run with these arguments.
         num_seeds: Default for :meth:`tune`'s ``num_seeds``.
         interpreter: Executable that runs the script (default: this Python). Point it at another
@@ -68,6 +85,11 @@ class Tuner:
             died is failed after twice this and retried.
         env_flag: Flag that receives the environment id (``env-id``).
         seed_flag: Flag that receives the seed (``seed``).
+        keep_runs: Disk retention of experiment folders: ``"all"``, ``"logs"`` (stdout, stderr
+            and TensorBoard files only), or k (the k best trials' folders whole, logs only for
+            the others).
+        override_spec: Continue an existing study even though it was defined differently,
+            storing the new definition (the old one is kept in its history).
         verbose: Print one line per experiment and trial.
 
     Example:
@@ -81,10 +103,9 @@ class Tuner:
         ...         "total-timesteps": 100000,
         ...     },
         ...     storage="sqlite:////tmp/nbtune-doctest.db",
-        ...     study_name="doctest",
-        ... )  # doctest: +SKIP
-        >>> best = tuner.tune(num_trials=10, num_seeds=3)  # doctest: +SKIP
-
+        ... )
+        >>> tuner.spec.space["total-timesteps"]
+        100000
     """
 
     def __init__(
@@ -92,7 +113,7 @@ class Tuner:
         script: str | os.PathLike[str],
         metric: str,
         target_scores: Mapping[str, Sequence[float] | None],
-        params_fn: ParamsFn,
+        params_fn: ParamsFn | SearchSpace | Mapping[str, Any],
         direction: str = "maximize",
         aggregation_type: str = "average",
         metric_last_n_average_window: int = 50,
@@ -111,6 +132,8 @@ class Tuner:
         heartbeat_interval: int = 60,
         env_flag: str = "env-id",
         seed_flag: str = "seed",
+        keep_runs: str | int = "all",
+        override_spec: bool = False,
         verbose: bool = True,
     ) -> None:
         script_path = Path(script).expanduser()
@@ -125,8 +148,13 @@ class Tuner:
                 f"metric must be the TensorBoard tag the script logs, such as "
                 f"'charts/episodic_return'; got {metric!r}."
             )
+        if isinstance(params_fn, Mapping):
+            params_fn = SearchSpace.from_dict(params_fn)
         if not callable(params_fn):
-            raise ValueError("params_fn must be a function of an Optuna trial returning a dict.")
+            raise ValueError(
+                "params_fn must be a function of an Optuna trial returning a dict, or a "
+                "SearchSpace."
+            )
         if isinstance(direction, optuna.study.StudyDirection):
             direction = direction.name.lower()
         if direction not in ("maximize", "minimize"):
@@ -159,16 +187,93 @@ class Tuner:
         self.runs_dir = (
             Path(runs_dir) if runs_dir is not None else Path("nbtune_runs") / self.study_name
         ).resolve()
-        self.env = dict(env or {})
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.experiment_timeout = experiment_timeout
         self.max_consecutive_failures = max_consecutive_failures
         self.heartbeat_interval = heartbeat_interval
         self.env_flag = env_flag
         self.seed_flag = seed_flag
+        self.keep_runs = check_keep_runs(keep_runs)
+        self.override_spec = override_spec
         self.verbose = verbose
+        self.space, self.space_note = record_space(params_fn)
         self._storage_arg = storage
         self._storage: BaseStorage | None = None
         self._study: optuna.Study | None = None
+        self._stored_spec: StudySpec | None = None
+
+    # ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_study(
+        cls,
+        storage: str | os.PathLike[str] | BaseStorage,
+        study_name: str,
+        *,
+        must_exist: bool = True,
+        **overrides: Any,
+    ) -> Tuner:
+        """Rebuild the Tuner of an existing study from the spec stored with it.
+
+        This is how a worker on another machine joins a study: everything it needs is in the
+        storage. ``overrides`` replace constructor arguments that are local to this process
+        (``interpreter``, ``runs_dir``, ``env``, ``verbose``, ...).
+
+        Raises:
+            ValueError: If the study does not exist, was not created by nbtune, or its
+                ``params_fn`` is not declarative (it can only run in the process that has it).
+        """
+        opened = open_storage(storage, must_exist=must_exist, heartbeat_interval=None)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=opened)
+        except KeyError:
+            names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
+            raise ValueError(
+                f"no study named {study_name!r} in {describe_storage(storage)}; it has: "
+                f"{', '.join(names) or 'no study'}."
+            ) from None
+        raw = study.user_attrs.get(STUDY_SPEC)
+        if raw is None:
+            raise ValueError(
+                f"study {study_name!r} has no nbtune spec (it was not created by nbtune): "
+                "start it with nbtune.Tuner or `nbtune tune CONFIG` first."
+            )
+        spec = StudySpec.from_json(raw)
+        heartbeat = int(overrides.get("heartbeat_interval", spec.heartbeat_interval))
+        if not isinstance(storage, BaseStorage):
+            opened = open_storage(storage, heartbeat_interval=heartbeat)  # as the study needs
+        if spec.space is None:
+            raise ValueError(
+                f"study {study_name!r} samples its parameters with a params_fn that is not "
+                f"declarative ({spec.space_note}), so only the process that has that function "
+                "can run its trials. Write the space as a table (nbtune.SearchSpace or the "
+                "'params' table of a config file) to let workers join."
+            )
+        kwargs: dict[str, Any] = {
+            "script": spec.script,
+            "metric": spec.metric,
+            "target_scores": spec.targets,
+            "params_fn": SearchSpace.from_dict(spec.space),
+            "direction": spec.direction,
+            "aggregation_type": spec.aggregation,
+            "metric_last_n_average_window": spec.window,
+            "sampler": build_component(spec.sampler, "samplers"),
+            "pruner": build_component(spec.pruner, "pruners"),
+            "storage": opened,
+            "study_name": study_name,
+            "num_seeds": spec.num_seeds,
+            "interpreter": spec.interpreter,
+            "runs_dir": spec.runs_dir or None,
+            "env": spec.env,
+            "experiment_timeout": spec.experiment_timeout,
+            "env_flag": spec.env_flag,
+            "seed_flag": spec.seed_flag,
+            "heartbeat_interval": heartbeat,
+        }
+        kwargs.update(overrides)
+        tuner = cls(**kwargs)
+        tuner._storage_arg = storage if not isinstance(storage, BaseStorage) else opened
+        tuner._storage = opened
+        return tuner
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -181,25 +286,99 @@ class Tuner:
         return self._storage
 
     @property
+    def spec(self) -> StudySpec:
+        """What defines this study, as stored with it."""
+        return StudySpec(
+            script=str(self.script),
+            interpreter=self.interpreter,
+            metric=self.metric,
+            window=self.metric_last_n_average_window,
+            direction=self.direction,
+            aggregation=self.aggregation_type,
+            targets={k: None if v is None else list(v) for k, v in self.target_scores.items()},
+            num_seeds=self.num_seeds,
+            space=None if self.space is None else self.space.to_dict(),
+            space_note=self.space_note,
+            sampler=describe_component(self.sampler),
+            pruner=describe_component(self.pruner),
+            env_flag=self.env_flag,
+            seed_flag=self.seed_flag,
+            env=self.env,
+            experiment_timeout=self.experiment_timeout,
+            runs_dir=str(self.runs_dir),
+            script_sha256=_sha256(self.script),
+            heartbeat_interval=self.heartbeat_interval,
+        )
+
+    @property
     def study(self) -> optuna.Study:
-        """The Optuna study, created on first use or continued if it exists."""
+        """The Optuna study, created on first use or continued if it exists and matches."""
         if self._study is None:
             self._study = self._open_study()
         return self._study
 
-    def _open_study(self) -> optuna.Study:
+    def _open_study(self, num_seeds: int | None = None) -> optuna.Study:
         storage = self.storage
+        spec = self.spec
+        if num_seeds is not None:
+            spec.num_seeds = num_seeds
         try:
             existing = optuna.load_study(study_name=self.study_name, storage=storage)
         except KeyError:
             existing = None
-        if existing is not None and existing.direction.name.lower() != self.direction:
-            raise ValueError(
-                f"study {self.study_name!r} in {describe_storage(self._storage_arg)} was created "
-                f"to {existing.direction.name.lower()} but this Tuner has direction="
-                f"{self.direction!r}. Use another study_name for a new study."
+        if existing is not None:
+            stored_direction = existing.direction.name.lower()
+            stored = existing.user_attrs.get(STUDY_SPEC)
+            stored_spec = StudySpec.from_json(stored) if stored is not None else None
+            diff = (
+                stored_spec.differences(spec)
+                if stored_spec is not None
+                else (
+                    [f"  direction: stored {stored_direction!r}, given {self.direction!r}"]
+                    if stored_direction != self.direction
+                    else []
+                )
             )
-        return optuna.create_study(
+            if stored_direction != self.direction and not any(
+                d.startswith("  direction") for d in diff
+            ):
+                diff.insert(
+                    0, f"  direction: stored {stored_direction!r}, given {self.direction!r}"
+                )
+            if diff and (not self.override_spec or stored_direction != self.direction):
+                fix = "Use another study_name for a new study" + (
+                    ", or pass override_spec=True to continue it with the new definition."
+                    if stored_direction == self.direction
+                    else " (Optuna cannot change a study's direction)."
+                )
+                raise SpecMismatchError(
+                    f"study {self.study_name!r} in {describe_storage(self._storage_arg)} was "
+                    f"defined differently:\n" + "\n".join(diff) + f"\n{fix}"
+                )
+            study = existing
+            if stored_spec is not None and not diff:
+                if spec.num_seeds is None:
+                    spec.num_seeds = stored_spec.num_seeds
+                if spec.script_sha256 != stored_spec.script_sha256:
+                    spec.script_sha256 = stored_spec.script_sha256  # warned about per trial
+                self._stored_spec = stored_spec
+            else:
+                if diff:
+                    history = list(existing.user_attrs.get(STUDY_SPEC + "_history", []))
+                    history.append(stored)
+                    existing.set_user_attr(STUDY_SPEC + "_history", history)
+                    self._say("nbtune: continuing with a changed definition:\n" + "\n".join(diff))
+                existing.set_user_attr(STUDY_SPEC, spec.to_json())
+                self._stored_spec = spec
+            if self.sampler is not None or self.pruner is not None:
+                study = optuna.load_study(
+                    study_name=self.study_name,
+                    storage=storage,
+                    sampler=self.sampler,
+                    pruner=self.pruner,
+                )
+            return study
+        study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
             sampler=self.sampler,
@@ -207,6 +386,14 @@ class Tuner:
             direction=self.direction,
             load_if_exists=True,
         )
+        study.set_user_attr(STUDY_SPEC, spec.to_json())
+        self._stored_spec = spec
+        if self.space is None:
+            self._say(
+                f"nbtune: params_fn is not declarative ({self.space_note}): this study's trials "
+                "run only from this process; workers elsewhere will refuse it."
+            )
+        return study
 
     def _say(self, line: str) -> None:
         if self.verbose:
@@ -221,13 +408,16 @@ class Tuner:
         timeout: float | None = None,
         stop_event: threading.Event | None = None,
     ) -> FrozenTrial:
-        """Run ``num_trials`` more trials of ``num_seeds`` seeds each; return the best trial.
+        """Add ``num_trials`` trials of ``num_seeds`` seeds each to the study; return the best.
+
+        The study's total becomes (trials finished so far + ``num_trials``); this process and
+        any ``nbtune worker`` joined to the study share the work and stop when it is reached.
 
         Args:
             num_trials: Trials to add to the study, as Optuna's ``n_trials``.
             num_seeds: Seeds per environment (``0 .. num_seeds - 1``); default the
-                constructor's.
-            timeout: Stop starting trials after this many seconds.
+                constructor's, or the study's.
+            timeout: Stop starting trials after this many seconds (running ones finish).
             stop_event: Set it from another thread to stop: running experiments end and their
                 trials are failed, so none stays RUNNING.
 
@@ -236,40 +426,62 @@ class Tuner:
 
         Raises:
             ValueError: For a bad ``num_trials`` or ``num_seeds``, before anything runs.
+            SpecMismatchError: If the study exists and was defined differently.
             TuningError: When too many trials fail in a row, or no trial has completed.
-
         """
         _check_positive_int("num_trials", num_trials)
         if num_seeds is None:
             num_seeds = self.num_seeds
-        if num_seeds is None:
-            raise ValueError("num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...).")
-        _check_positive_int("num_seeds", num_seeds)
+        if num_seeds is not None:
+            _check_positive_int("num_seeds", num_seeds)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+        if self._study is None:
+            self._study = self._open_study(num_seeds)
+        study = self._study
+        stored = self._stored_spec
+        assert stored is not None
+        if num_seeds is None:
+            num_seeds = stored.num_seeds
+        if num_seeds is None:
+            raise ValueError("num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...).")
+        if stored.num_seeds is None:
+            stored.num_seeds = num_seeds
+            study.set_user_attr(STUDY_SPEC, stored.to_json())
+        elif stored.num_seeds != num_seeds:
+            raise SpecMismatchError(
+                f"study {self.study_name!r} averages {stored.num_seeds} seeds per trial; "
+                f"num_seeds={num_seeds} would make new values incomparable. Use "
+                f"num_seeds={stored.num_seeds}, or another study_name."
+            )
+        return self._run(num_trials, num_seeds, timeout=timeout, stop_event=stop_event)
 
-        study = self.study
-        self._announce()
-        listeners: list[TrialListener] = []
-        if self.wandb_kwargs:
-            from nbtune._wandb import WandbTracker
+    def work(
+        self, *, timeout: float | None = None, stop_event: threading.Event | None = None
+    ) -> RunSummary:
+        """Work on the study's remaining budget without adding to it (what a worker does)."""
+        stored = self._stored_spec or (self.study and self._stored_spec)
+        assert stored is not None
+        if stored.num_seeds is None:
+            raise ValueError(
+                f"study {self.study_name!r} has no number of seeds yet: nothing to work on."
+            )
+        return self._schedule(stored.num_seeds, timeout, stop_event)
 
-            listeners.append(WandbTracker(self.wandb_kwargs, self.study_name))
-        scheduler = Scheduler(
-            study,
-            self._run_config(),
-            num_seeds=num_seeds,
-            max_consecutive_failures=self.max_consecutive_failures,
-            heartbeat_interval=self.heartbeat_interval,
-            stop_event=stop_event,
-            listeners=listeners,
-            log=self._say if self.verbose else None,
-        )
-        with _sigterm_as_interrupt():
-            summary = scheduler.run(num_trials, timeout=timeout)
-        self._say(_summary_line(summary))
+    def _run(
+        self,
+        num_trials: int,
+        num_seeds: int,
+        *,
+        timeout: float | None,
+        stop_event: threading.Event | None,
+    ) -> FrozenTrial:
+        fail_stale_trials(self.study, 2 * self.heartbeat_interval)
+        state = extend_budget(self.study, num_trials)
+        self._announce(state.total)
+        self._schedule(num_seeds, timeout, stop_event)
         try:
-            best = study.best_trial
+            best = self.study.best_trial
         except ValueError:
             raise TuningError(
                 f"no trial of study {self.study_name!r} has completed; see each trial's "
@@ -277,6 +489,31 @@ class Tuner:
             ) from None
         self._say(f"The best trial obtains a normalized score of {best.value} {best.params}")
         return best
+
+    def _schedule(
+        self, num_seeds: int, timeout: float | None, stop_event: threading.Event | None
+    ) -> RunSummary:
+        listeners: list[TrialListener] = []
+        if self.wandb_kwargs:
+            from nbtune._wandb import WandbTracker
+
+            listeners.append(WandbTracker(self.wandb_kwargs, self.study_name))
+        assert self._stored_spec is not None
+        scheduler = Scheduler(
+            self.study,
+            self._run_config(),
+            num_seeds=num_seeds,
+            max_consecutive_failures=self.max_consecutive_failures,
+            heartbeat_interval=self.heartbeat_interval,
+            stop_event=stop_event,
+            listeners=listeners,
+            log=self._say if self.verbose else None,
+            study_script_sha256=self._stored_spec.script_sha256,
+        )
+        with _sigterm_as_interrupt():
+            summary = scheduler.run(timeout=timeout)
+        self._say(_summary_line(summary))
+        return summary
 
     def _run_config(self) -> RunConfig:
         return RunConfig(
@@ -292,17 +529,75 @@ class Tuner:
             experiment_timeout=self.experiment_timeout,
             env_flag=self.env_flag,
             seed_flag=self.seed_flag,
+            keep_runs=self.keep_runs,
         )
 
-    def _announce(self) -> None:
+    def _announce(self, total: int | None) -> None:
         where = describe_storage(self._storage_arg)
-        if isinstance(self._storage_arg, (str, os.PathLike)):
-            path = sqlite_path(str(getattr(self.storage, "url", "")))
-            if path is not None:
-                where = f"sqlite:///{path}"
-        self._say(f"nbtune: study {self.study_name!r} in {where}")
+        path = sqlite_path(str(getattr(self.storage, "url", "")))
+        if path is not None:
+            where = f"sqlite:///{path}"
+        self._say(f"nbtune: study {self.study_name!r} in {where} (total {total} trials)")
         self._say(f"nbtune: experiment folders under {self.runs_dir}")
-        self._say(f"nbtune: watch the runs with: tensorboard --logdir {self.runs_dir}")
+        if self.space is not None:
+            self._say(
+                "nbtune: more processes can join with: nbtune worker --storage "
+                f"{shlex.quote(where)} --study {shlex.quote(self.study_name)}"
+            )
+
+    # ----------------------------------------------------------------------------------------
+    def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Queue a known configuration (a baseline) to be tried next; it counts in the budget.
+
+        Args:
+            params: Values by flag name (``"learning-rate"``) or parameter name; parameters
+                left out are sampled.
+
+        Raises:
+            ValueError: For a name the search space does not sample, or a categorical value
+                that is not one of its choices.
+        """
+        self.study.enqueue_trial(self._to_param_names(params), skip_if_exists=False)
+        self._say(f"nbtune: enqueued {dict(params)}")
+
+    def enqueue_defaults(self) -> dict[str, Any]:
+        """Queue the script's own defaults for every sampled parameter, read from its ``--help``.
+
+        Returns:
+            The values enqueued, by flag.
+        """
+        if self.space is None:
+            raise ValueError(
+                f"enqueue_defaults needs a declarative search space ({self.space_note})."
+            )
+        defaults = script_defaults(self.interpreter, self.script, list(self.space.params))
+        self.enqueue(defaults)
+        return defaults
+
+    def _to_param_names(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if self.space is None:
+            return dict(params)  # nothing to check against: Optuna names as given
+        by_flag = self.space.params
+        by_name = {p.name: p for p in by_flag.values()}
+        out: dict[str, Any] = {}
+        for key, value in params.items():
+            param = by_flag.get(key) or by_name.get(key)
+            if param is None:
+                fixed = " (it is fixed by the search space)" if key in self.space.fixed else ""
+                raise ValueError(
+                    f"enqueue: {key!r} is not a sampled parameter{fixed}; sampled: "
+                    f"{', '.join(by_flag) or 'none'}."
+                )
+            if param.type == "categorical" and value not in (param.choices or ()):
+                raise ValueError(
+                    f"enqueue: {key!r} must be one of {list(param.choices or ())}, got {value!r}."
+                )
+            if param.type == "int":
+                value = int(value)
+            elif param.type == "float":
+                value = float(value)
+            out[param.name] = value
+        return out
 
     # ----------------------------------------------------------------------------------------
     def trials_dataframe(self) -> pd.DataFrame:
@@ -387,3 +682,65 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def script_defaults(
+    interpreter: str, script: str | os.PathLike[str], flags: Sequence[str]
+) -> dict[str, Any]:
+    """Read the defaults of ``flags`` from the script's ``--help`` (tyro and argparse styles).
+
+    tyro prints ``--learning-rate FLOAT  ... (default: 0.00025)``; argparse prints defaults when
+    the help mentions them (``%(default)s`` or ``ArgumentDefaultsHelpFormatter``).
+
+    Raises:
+        ValueError: When ``--help`` fails or does not show a default for some flag.
+    """
+    try:
+        out = subprocess.run(
+            [interpreter, str(script), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValueError(f"could not run {script} --help: {exc}") from exc
+    if out.returncode != 0:
+        raise ValueError(f"{script} --help exited with {out.returncode}: {out.stderr[-500:]}")
+    # Drop tyro's box drawing and join wrapped lines per flag.
+    text = re.sub(r"[│╭╮╰╯─┃]", " ", out.stdout)
+    found: dict[str, Any] = {}
+    missing = []
+    for flag in flags:
+        name = flag.lstrip("-")
+        pattern = re.compile(
+            rf"--{re.escape(name)}(?:[ =][A-Z{{}}|_,. -]*)?\s.*?\(default:\s*([^)]*?)\)",
+            re.DOTALL,
+        )
+        m = pattern.search(text)
+        if m is None or re.search(r"\n\s*--", text[m.start() + 2 : m.start(1)]):
+            missing.append(flag)
+            continue
+        found[flag] = _literal(" ".join(m.group(1).split()))
+    if missing:
+        raise ValueError(
+            f"{script} --help shows no default for {', '.join(missing)}; enqueue those values "
+            "by hand."
+        )
+    return found
+
+
+def _literal(text: str) -> Any:
+    import ast
+
+    if text in ("True", "False", "None"):
+        return ast.literal_eval(text)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

@@ -16,11 +16,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import nbtune
 from nbtune import TuningError
 
 TOY = Path(__file__).parent / "scripts" / "toy_train.py"
 sys.path.insert(0, str(TOY.parent))
 import toy_train  # noqa: E402
+
+
+def ran(tuner) -> list:
+    """Trials that ran: reservations left by a stopped study wait in the queue."""
+    return [t for t in tuner.study.trials if t.state != TrialState.WAITING]
 
 
 def expected_raw(lr: float, env: str, seed: int, window: int, timesteps: int, anneal=True) -> float:
@@ -245,7 +251,7 @@ def test_a_rejected_flag_is_named_as_such(make_tuner):
     )
     with pytest.raises(TuningError, match="rejected its arguments"):
         tuner.tune(num_trials=3, num_seeds=1)
-    (trial,) = tuner.study.trials
+    (trial,) = ran(tuner)
     assert trial.state == TrialState.FAIL
     assert "unrecognized arguments: --learnin-rate" in trial.user_attrs["stderr_tail"]
 
@@ -303,14 +309,15 @@ def test_consecutive_failures_stop_the_study_with_a_clear_message(make_tuner):
     )
     with pytest.raises(TuningError, match="3 trials in a row failed"):
         tuner.tune(num_trials=10, num_seeds=1)
-    assert [t.state for t in tuner.study.trials] == [TrialState.FAIL] * 3
+    assert [t.state for t in ran(tuner)] == [TrialState.FAIL] * 3
+    assert len(tuner.study.trials) == 10  # the rest of the budget stays reserved
 
 
 def test_a_bug_in_params_fn_fails_the_trial_and_is_raised(make_tuner):
     tuner = make_tuner(params_fn=lambda trial: {"lr": 1 / 0})
     with pytest.raises(ZeroDivisionError):
         tuner.tune(num_trials=2, num_seeds=1)
-    (trial,) = tuner.study.trials
+    (trial,) = ran(tuner)
     assert trial.state == TrialState.FAIL
     assert "ZeroDivisionError" in trial.user_attrs["fail_reason"]
 
@@ -396,7 +403,8 @@ def test_sigterm_and_ctrl_c_leave_no_trial_running(tmp_path, sig):
     code = proc.wait(timeout=20)
     assert code != 0
     study = optuna.load_study(study_name="kill", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    (trial,) = study.trials
+    (trial, reservation) = study.trials
+    assert reservation.state == TrialState.WAITING  # the interrupted trial's budget is given back
     assert trial.state == TrialState.FAIL
     assert "interrupted" in trial.user_attrs["fail_reason"]
     assert trial.system_attrs["nbtune:fail_kind"] == "interrupted"
@@ -416,16 +424,9 @@ def test_a_hard_killed_tuner_leaves_no_orphans_and_its_trial_is_retried(tmp_path
     (trial,) = optuna.load_study(study_name="kill", storage=storage).trials
     assert trial.state == TrialState.RUNNING  # nobody could fail it yet
     time.sleep(2.5)  # past the grace period (2 heartbeats)
-    tuner = make_tuner(
-        study_name="kill",
-        target_scores={"EnvA": [0, 100]},
-        params_fn=lambda t: {
-            "mode": t.suggest_categorical("mode", ["hang"]),
-            "total-timesteps": 500,
-        },
-        heartbeat_interval=1,
-        experiment_timeout=0.5,
-        max_consecutive_failures=5,
+    # A new process joins the study from its stored spec, with a short experiment timeout.
+    tuner = nbtune.Tuner.from_study(
+        storage, "kill", heartbeat_interval=1, experiment_timeout=0.5, verbose=False
     )
     # The stale trial is failed and queued again; this tune() runs the retry first.
     with pytest.raises(TuningError):

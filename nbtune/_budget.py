@@ -1,0 +1,118 @@
+"""The study's trial budget, shared by every process that works on it.
+
+``tune(num_trials)`` raises the study's recorded total to (trials finished so far + num_trials)
+and *reserves* the missing trials by enqueueing them (Optuna's ``ask()`` reserves nothing: two
+processes asking at once would both start a trial). A process only runs trials it popped from
+that queue, which Optuna does atomically, so several processes together add exactly
+``num_trials``.
+
+Finished means complete, pruned, or failed by the script itself. A trial failed because its
+process died (stale heartbeat) is retried by Optuna's callback, which enqueues it again; a trial
+interrupted by Ctrl-C or a stop request gives its reservation back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nbtune import _attrs
+
+TOTAL_TRIALS = "nbtune:total_trials"
+_RESERVED = "nbtune:reserved"
+
+
+def counts_as_finished(trial: FrozenTrial) -> bool:
+    """Whether a trial counts towards the budget."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.system_attrs.get(_attrs.FAIL_KIND) == "script"
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """Where a study stands against its budget."""
+
+    total: int | None
+    finished: int
+    running: int
+    waiting: int
+
+    @property
+    def reached(self) -> bool:
+        """Whether the study has finished its total."""
+        return self.total is not None and self.finished >= self.total
+
+
+def budget_state(study: optuna.Study) -> BudgetState:
+    """Count finished, running and waiting trials, and read the recorded total."""
+    finished = running = waiting = 0
+    for trial in study.get_trials(deepcopy=False):
+        if counts_as_finished(trial):
+            finished += 1
+        elif trial.state == TrialState.RUNNING:
+            running += 1
+        elif trial.state == TrialState.WAITING:
+            waiting += 1
+    total = study.user_attrs.get(TOTAL_TRIALS)
+    return BudgetState(None if total is None else int(total), finished, running, waiting)
+
+
+def extend_budget(study: optuna.Study, num_trials: int) -> BudgetState:
+    """Set the total to finished + ``num_trials`` and reserve the trials that are missing.
+
+    Trials already waiting (enqueued baselines, reservations left by an interrupted run) and
+    trials running in other processes count towards the new total.
+    """
+    state = budget_state(study)
+    total = state.finished + num_trials
+    study.set_user_attr(TOTAL_TRIALS, total)
+    missing = total - state.finished - state.running - state.waiting
+    for _ in range(max(0, missing)):
+        reserve_slot(study)
+    return BudgetState(total, state.finished, state.running, state.waiting + max(0, missing))
+
+
+def reserve_slot(study: optuna.Study) -> None:
+    """Enqueue one blank trial: its parameters are sampled when a process pops it."""
+    study.add_trial(
+        optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={_RESERVED: time.time()})
+    )
+
+
+def claim_trial(study: optuna.Study) -> optuna.Trial | None:
+    """Take a waiting trial (reserved or enqueued) to run it, within the budget; else ``None``.
+
+    Unlike ``study.ask()``, this never creates a trial. The pop is atomic in every storage (a
+    WAITING -> RUNNING transition that fails if another process won). Reservations can outnumber
+    what is left of the budget (a run stopped by its timeout leaves some, then a smaller
+    ``tune`` lowers the total), so after the pop the claim counts finished and running trials,
+    this one included, and gives the trial back if the total would be exceeded. Two processes
+    popping at once both see both trials running: at worst both give back and try again, never
+    both run past the total.
+    """
+    # Study.ask() pops the same way, but falls back to creating a new trial.
+    study._thread_local.cached_all_trials = None
+    trial_id = study._pop_waiting_trial_id()
+    if trial_id is None:
+        return None
+    state = budget_state(study)
+    if state.total is not None and state.finished + state.running > state.total:
+        study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+        return None
+    return optuna.Trial(study, trial_id)
+
+
+def others_working(study: optuna.Study, own: set[int]) -> bool:
+    """Whether trials of other nbtune processes are running (alive, or dead but not yet failed).
+
+    Only trials with an nbtune heartbeat count: a RUNNING trial left by some other tool would
+    never end, and no one should wait for it.
+    """
+    return any(
+        trial._trial_id not in own and _attrs.HEARTBEAT in trial.system_attrs
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
