@@ -82,7 +82,9 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     except CLIError:
         raise
     except Exception as exc:
-        raise CLIError(f"config file {file.name!r} is not valid {suffix[1:].upper()}: {exc}") from None
+        raise CLIError(
+            f"config file {file.name!r} is not valid {suffix[1:].upper()}: {exc}"
+        ) from None
     if not isinstance(data, Mapping):
         raise CLIError(f"config file {file.name!r} must hold a table of fields")
     unknown = sorted(set(data) - _CONFIG_KEYS)
@@ -118,6 +120,7 @@ def tuner_from_config(config: Mapping[str, Any]) -> Tuner:
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_tune(args: argparse.Namespace) -> int:
+    """`nbtune tune CONFIG`: run (or with --reserve-only, record) a study."""
     config = load_config(args.config)
     for key in ("study_name", "storage", "num_trials", "num_seeds", "timeout"):
         value = getattr(args, key)
@@ -126,12 +129,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if "num_trials" not in config:
         raise CLIError("give the number of trials: num_trials in the config or --num-trials")
     tuner = tuner_from_config(config)
+    if args.reserve_only:
+        total = tuner.reserve(config["num_trials"], config.get("num_seeds"))
+        print(f"nbtune: study {tuner.study_name!r} recorded with a total of {total} trials")
+        return 0
     best = tuner.tune(config["num_trials"], config.get("num_seeds"), timeout=config.get("timeout"))
     _print_best(tuner.study, best)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """`nbtune worker`: join a study and work until its total is reached."""
     overrides: dict[str, Any] = {}
     if args.interpreter:
         overrides["interpreter"] = args.interpreter
@@ -155,6 +163,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    """`nbtune enqueue`: queue baselines (JSON parameters or the script's defaults)."""
     tuner = Tuner.from_study(args.storage, args.study, verbose=False)
     if args.defaults:
         values = tuner.enqueue_defaults()
@@ -164,7 +173,9 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         try:
             params = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise CLIError(f"--params must be a JSON object such as '{{\"learning-rate\": 0.001}}': {exc}") from None
+            raise CLIError(
+                f"--params must be a JSON object such as '{{\"learning-rate\": 0.001}}': {exc}"
+            ) from None
         if not isinstance(params, dict):
             raise CLIError("--params must be a JSON object of flag to value")
         tuner.enqueue(params)
@@ -173,6 +184,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """`nbtune show`: list studies, or summarize one with its best configuration."""
     storage = open_storage(args.storage, must_exist=True, heartbeat_interval=None)
     if args.study is None:
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -187,7 +199,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    print(f"study {args.study!r} in {describe_storage(args.storage)} ({study.direction.name.lower()})")
+    print(
+        f"study {args.study!r} in {describe_storage(args.storage)} ({study.direction.name.lower()})"
+    )
     if spec is not None:
         targets = ", ".join(f"{e} {t}" for e, t in spec.targets.items())
         print(
@@ -195,8 +209,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"{spec.num_seeds} seeds"
         )
     total = f" of {state.total}" if state.total is not None else ""
-    print(f"  {state.finished}{total} finished; " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    done = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
+    print(
+        f"  {state.finished}{total} finished; "
+        + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    )
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.value is not None and t.state.name == "COMPLETE"
+    ]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     done.sort(key=lambda t: t.value, reverse=maximize)  # type: ignore[arg-type, return-value]
     if not done:
@@ -208,7 +229,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     for t in done[: args.top]:
         per_env = t.user_attrs.get("normalized_scores") or {}
         env_cells = [_fmt(_mean(per_env.get(e))) for e in envs]
-        rows.append([str(t.number), _fmt(t.value), *env_cells, *(_fmt(t.params.get(k)) for k in header[2 + len(envs) :])])
+        rows.append(
+            [
+                str(t.number),
+                _fmt(t.value),
+                *env_cells,
+                *(_fmt(t.params.get(k)) for k in header[2 + len(envs) :]),
+            ]
+        )
     _print_table(header, rows)
     best = done[0]
     print("\nbest configuration as a command line (add the environment and seed):")
@@ -217,6 +245,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`nbtune export`: the best (or a given) trial's configuration as JSON."""
     storage = open_storage(args.storage, must_exist=True, heartbeat_interval=None)
     study = _load(storage, args.storage, args.study)
     spec = _spec(study)
@@ -254,7 +283,9 @@ def _load(storage: Any, url: str, name: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        names = [
+            s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        ]
         raise CLIError(
             f"no study {name!r} in {describe_storage(url)}; it has: {', '.join(names) or 'none'}"
         ) from None
@@ -280,9 +311,9 @@ def _fmt(value: Any) -> str:
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def _print_best(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
@@ -298,6 +329,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     parser = _Parser(prog="nbtune", description="Tune training scripts across tasks with Optuna.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -308,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--study-name")
     p.add_argument("--storage")
+    p.add_argument(
+        "--reserve-only",
+        action="store_true",
+        help="record the study and its budget without running: workers run it",
+    )
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("worker", help="join a study and work until its total is reached")

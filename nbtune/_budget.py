@@ -94,9 +94,7 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
     popping at once both see both trials running: at worst both give back and try again, never
     both run past the total.
     """
-    # Study.ask() pops the same way, but falls back to creating a new trial.
-    study._thread_local.cached_all_trials = None
-    trial_id = study._pop_waiting_trial_id()
+    trial_id = _pop_waiting(study)
     if trial_id is None:
         return None
     state = budget_state(study)
@@ -104,6 +102,28 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
         study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
         return None
     return optuna.Trial(study, trial_id)
+
+
+def _pop_waiting(study: optuna.Study) -> int | None:
+    """Pop a waiting trial, retried and enqueued ones before blank reservations.
+
+    Study.ask() pops the same way (oldest first) but falls back to creating a new trial.
+    """
+    study._thread_local.cached_all_trials = None
+    waiting = study._storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.WAITING,)
+    )
+    # Retries ("failed_trial") and enqueued configurations ("fixed_params") go first.
+    waiting.sort(
+        key=lambda t: (not {"failed_trial", "fixed_params"} & t.system_attrs.keys(), t.number)
+    )
+    for trial in waiting:
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                return trial._trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process finished it meanwhile
+    return None
 
 
 def others_working(study: optuna.Study, own: set[int]) -> bool:

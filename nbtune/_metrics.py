@@ -52,6 +52,11 @@ _READ_CHUNK_BYTES = 16 << 20
 # Records longer than this get their data CRC checked byte by byte in Python instead of in the
 # column-wise numpy loop (whose cost is one numpy round per byte of the longest record).
 _VECTOR_CRC_MAX_BYTES = 4096
+# Below this many bytes in all, CRCs are computed in pure Python (the few records a poll of a
+# running script finds), as numpy's per-call overhead would dominate.
+_PYTHON_CRC_MAX_BYTES = 2048
+# Below this many records, per-record Python (protobuf decoding, CRCs of lengths) beats numpy.
+_NUMPY_MIN_RECORDS = 64
 # A directory listed less than this long after its mtime is listed again on the next poll even if
 # its mtime has not changed: on file systems with coarse timestamps a file created in the same
 # tick as the listing would otherwise stay unseen until the next change to the directory.
@@ -119,6 +124,14 @@ def _masked_crc32c_many(data: np.ndarray, starts: np.ndarray, lengths: np.ndarra
     count = len(starts)
     if count == 0:
         return np.empty(0, dtype=np.uint32)
+    if int(lengths.sum()) <= _PYTHON_CRC_MAX_BYTES:  # cheaper than a numpy round per byte
+        return np.array(
+            [
+                _masked_crc32c_bytes(data[start : start + size].tobytes())
+                for start, size in zip(starts.tolist(), lengths.tolist(), strict=True)
+            ],
+            dtype=np.uint32,
+        )
     # Longest first, so that the ranges still running at byte j are a prefix.
     order = np.argsort(-lengths, kind="stable")
     first = starts[order]
@@ -226,7 +239,8 @@ def _decode_simple(
     )
     steps = np.zeros(len(first), dtype=np.uint64)
     varint_len = np.maximum(step_bytes - 1, 0)
-    for j in range(9):  # varints of up to 9 bytes: 0 <= step < 2**63
+    longest = min(int(varint_len.max(initial=0)), 9)  # up to 9 bytes: 0 <= step < 2**63
+    for j in range(longest):
         inside = j < varint_len
         byte = np.where(inside, data[first + 10 + j], 0)  # in bounds: a record is > 19 bytes
         last = j == varint_len - 1
@@ -270,13 +284,13 @@ def _frame(buf: bytes, verify_crc: bool) -> _Frames:
     unpack = _U64.unpack_from
     pos = 0
     # The hot loop: record lengths chain record starts, so framing is inherently sequential.
-    # ``unpack`` raises when fewer than 8 bytes are left (or pos is past the end), which ends it
-    # without a comparison per record.
+    # ``unpack`` raises when fewer than 8 bytes are left (or pos is past the end, OverflowError
+    # if a garbage length took it past 2**63), which ends it without a comparison per record.
     try:
         while True:
             append(pos)
             pos += unpack(buf, pos)[0] + _FRAME_BYTES
-    except struct.error:
+    except (struct.error, OverflowError):
         pass
     # Only the last bound can lie past the end; clip it so that it fits an int64.
     bounds[-1] = min(bounds[-1], size + 1)
@@ -284,15 +298,21 @@ def _frame(buf: bytes, verify_crc: bool) -> _Frames:
     complete = int(np.searchsorted(edges[1:], size, side="right"))
     starts = edges[:complete]
     lengths = edges[1 : complete + 1] - starts - _FRAME_BYTES
-    corrupt = False
-    bad = np.flatnonzero(lengths > _MAX_RECORD_BYTES)
-    if verify_crc and complete:
-        mismatch = np.flatnonzero(_length_crcs(lengths) != _gather(buf, starts + 8, "<u4"))
-        bad = np.union1d(bad, mismatch)
-    if len(bad):
-        complete = int(bad[0])
+    valid = lengths <= _MAX_RECORD_BYTES
+    if verify_crc and complete >= _NUMPY_MIN_RECORDS:
+        valid &= _length_crcs(lengths) == _gather(buf, starts + 8, "<u4")
+    elif verify_crc:
+        valid &= np.array(
+            [
+                _masked_crc32c_bytes(buf[start : start + 8]) == _U32.unpack_from(buf, start + 8)[0]
+                for start in starts.tolist()
+            ],
+            dtype=bool,
+        )
+    corrupt = not valid.all()
+    if corrupt:
+        complete = int(np.argmin(valid))  # the first invalid record
         starts, lengths = starts[:complete], lengths[:complete]
-        corrupt = True
     end = int(edges[complete])
     if not corrupt and end + _HEADER_BYTES <= size:
         # The next record's header is all there but its data is not (yet): a record still being
@@ -309,7 +329,7 @@ def _read_records(
     file: BinaryIO,
     offset: int,
     verify_crc: bool,
-    on_chunk: Callable[[bytes, _Frames], None],
+    on_chunk: Callable[[bytes, _Frames, int], None],
 ) -> tuple[int, bool]:
     """Frame the complete records of an open event file from ``offset``, a chunk at a time.
 
@@ -317,7 +337,8 @@ def _read_records(
         file: The event file, opened unbuffered in binary mode.
         offset: A record boundary to start at.
         verify_crc: Check the masked CRC of every record's length.
-        on_chunk: Called with each chunk of bytes read and the records framed in it.
+        on_chunk: Called with each chunk of bytes read, the records framed in it and the offset
+            of the chunk in the file.
 
     Returns:
         The offset just past the last complete record (where the next read must resume), and
@@ -332,7 +353,7 @@ def _read_records(
             return offset, False
         frames = _frame(buf, verify_crc)
         if len(frames.starts):
-            on_chunk(buf, frames)
+            on_chunk(buf, frames, offset)
         offset += frames.end
         if frames.corrupt:
             return offset, True
@@ -483,7 +504,9 @@ class ScalarTail:
                 need not exist yet.
             tag: The scalar tag, e.g. ``"charts/episodic_return"``.
             verify_crc: Check the masked CRC of every record's length, and of the data of every
-                record that holds the tag (in numpy; about 20% of the read time).
+                record that holds the tag (in numpy; about 20% of the read time). Without it a
+                corrupt length is told from a record still being written only if it is absurd
+                (2 GiB or more), and a corrupt record of the tag may decode to wrong values.
 
         """
         self._root = os.fspath(logdir)
@@ -665,17 +688,18 @@ class ScalarTail:
             ):
                 state = self._restart(state, dropped)
             state.ident = ident
-            state.seen_size = stat.st_size
             if len(head) > len(state.fingerprint):
                 state.fingerprint = head
             chunks: list[dict[str, np.ndarray]] = []
 
-            def on_chunk(buf: bytes, frames: _Frames) -> None:
-                points = self._extract(buf, frames, state.path)
+            def on_chunk(buf: bytes, frames: _Frames, offset: int) -> None:
+                points = self._extract(buf, frames, state.path, offset)
                 if points is not None:
                     chunks.append(points)
 
             state.offset, corrupt = _read_records(file, state.offset, self._verify_crc, on_chunk)
+            # Only now: a read that failed half-way is tried again even if the size stays.
+            state.seen_size = stat.st_size
         if corrupt and state.corrupt_at != state.offset:
             _log.warning(
                 "corrupt record at byte %d of %s: reading it stops there (retried when it changes)",
@@ -689,8 +713,13 @@ class ScalarTail:
             return state, chunks[0]
         return state, {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
-    def _extract(self, buf: bytes, frames: _Frames, path: str) -> dict[str, np.ndarray] | None:
-        """Decode the records of ``frames`` that hold the tag; return its points, in order."""
+    def _extract(
+        self, buf: bytes, frames: _Frames, path: str, base: int
+    ) -> dict[str, np.ndarray] | None:
+        """Decode the records of ``frames`` that hold the tag; return its points, in order.
+
+        ``buf`` is the chunk of ``path`` at offset ``base`` (for warnings).
+        """
         pattern = self._pattern
         hits: list[int] = []
         found = buf.find(pattern, 0, frames.end)
@@ -699,24 +728,28 @@ class ScalarTail:
             found = buf.find(pattern, found + 1, frames.end)
         if not hits:
             return None
-        where = np.array(hits, dtype=np.int64)
-        index = np.searchsorted(frames.starts, where, side="right") - 1
+        hit_at = np.array(hits, dtype=np.int64)
+        index = np.searchsorted(frames.starts, hit_at, side="right") - 1
         data_starts = frames.starts[index] + _HEADER_BYTES
         inside = (
             (index >= 0)
-            & (where >= data_starts)
-            & (where + len(pattern) <= data_starts + frames.lengths[index])
+            & (hit_at >= data_starts)
+            & (hit_at + len(pattern) <= data_starts + frames.lengths[index])
         )
         index = index[inside]
         records = index[np.flatnonzero(np.diff(index, prepend=-1))]  # distinct (index is sorted)
         starts = frames.starts[records] + _HEADER_BYTES
         lengths = frames.lengths[records]
         if self._verify_crc:
-            valid = self._check_data_crc(buf, starts, lengths, path)
+            valid = self._check_data_crc(buf, starts, lengths, path, base)
             starts, lengths = starts[valid], lengths[valid]
-        simple, steps, values, wall_times = _decode_simple(
-            buf, starts, lengths, where[inside], len(pattern)
-        )
+        if len(starts) >= _NUMPY_MIN_RECORDS:
+            simple, steps, values, wall_times = _decode_simple(
+                buf, starts, lengths, hit_at[inside], len(pattern)
+            )
+        else:
+            simple = np.zeros(len(starts), dtype=bool)
+            steps, values, wall_times = (np.empty(0, dtype=t) for t in (np.int64, float, float))
         if simple.all():
             return {"steps": steps, "values": values, "wall_times": wall_times}
         # The other records, through protobuf; ``at`` puts their points back in record order.
@@ -729,7 +762,7 @@ class ScalarTail:
             try:
                 event = parse(view[start : start + length])
             except DecodeError:
-                self._skip(path, start - _HEADER_BYTES, "does not parse")
+                self._skip(path, base + start - _HEADER_BYTES, "does not parse")
                 continue
             for value in event.summary.value:
                 if value.tag == tag:
@@ -749,9 +782,9 @@ class ScalarTail:
         }
 
     def _check_data_crc(
-        self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, path: str
+        self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, path: str, base: int
     ) -> np.ndarray:
-        """Which of the records (given by data offset and length) have a valid data CRC."""
+        """Tell which records (given by data offset and length) have a valid data CRC."""
         data = np.frombuffer(buf, dtype=np.uint8)
         short = lengths <= _VECTOR_CRC_MAX_BYTES
         computed = np.empty(len(starts), dtype=np.uint32)
@@ -761,13 +794,13 @@ class ScalarTail:
             computed[i] = _masked_crc32c_bytes(buf[begin : begin + int(lengths[i])])
         valid = computed == _gather(buf, starts + lengths, "<u4")
         for i in np.flatnonzero(~valid).tolist():
-            self._skip(path, int(starts[i]) - _HEADER_BYTES, "fails its data CRC")
+            self._skip(path, base + int(starts[i]) - _HEADER_BYTES, "fails its data CRC")
         return valid
 
-    def _skip(self, path: str, where: int, why: str) -> None:
+    def _skip(self, path: str, offset: int, why: str) -> None:
         self._skipped += 1
         _log.warning(
-            "skipping a record of %r in %s (chunk offset %d): it %s", self._tag, path, where, why
+            "skipping the record of %r at byte %d of %s: it %s", self._tag, offset, path, why
         )
 
     def _merge(
@@ -844,7 +877,7 @@ def scalar_tags(logdir: str | os.PathLike[str]) -> list[str]:
     tags: set[str] = set()
     parse = event_pb2.Event.FromString
 
-    def on_chunk(buf: bytes, frames: _Frames) -> None:
+    def on_chunk(buf: bytes, frames: _Frames, _offset: int) -> None:
         view = memoryview(buf)
         for start, length in zip(frames.starts.tolist(), frames.lengths.tolist(), strict=True):
             begin = start + _HEADER_BYTES
@@ -861,7 +894,7 @@ def scalar_tags(logdir: str | os.PathLike[str]) -> list[str]:
             if name.startswith(_EVENT_FILE_PREFIX):
                 try:
                     with open(os.path.join(directory, name), "rb", buffering=0) as file:
-                        _read_records(file, 0, False, on_chunk)
+                        _read_records(file, 0, True, on_chunk)
                 except OSError:
                     continue
     return sorted(tags)

@@ -327,8 +327,6 @@ class _Placeholder:
 class _SpaceRecorder:
     """A stand-in trial that records ``suggest_*`` calls without touching any study."""
 
-    number = 0
-
     def __init__(self) -> None:
         self.params: dict[str, Param] = {}
 

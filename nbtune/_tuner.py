@@ -430,55 +430,10 @@ class Tuner:
             TuningError: When too many trials fail in a row, or no trial has completed.
         """
         _check_positive_int("num_trials", num_trials)
-        if num_seeds is None:
-            num_seeds = self.num_seeds
-        if num_seeds is not None:
-            _check_positive_int("num_seeds", num_seeds)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
-        if self._study is None:
-            self._study = self._open_study(num_seeds)
-        study = self._study
-        stored = self._stored_spec
-        assert stored is not None
-        if num_seeds is None:
-            num_seeds = stored.num_seeds
-        if num_seeds is None:
-            raise ValueError("num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...).")
-        if stored.num_seeds is None:
-            stored.num_seeds = num_seeds
-            study.set_user_attr(STUDY_SPEC, stored.to_json())
-        elif stored.num_seeds != num_seeds:
-            raise SpecMismatchError(
-                f"study {self.study_name!r} averages {stored.num_seeds} seeds per trial; "
-                f"num_seeds={num_seeds} would make new values incomparable. Use "
-                f"num_seeds={stored.num_seeds}, or another study_name."
-            )
-        return self._run(num_trials, num_seeds, timeout=timeout, stop_event=stop_event)
-
-    def work(
-        self, *, timeout: float | None = None, stop_event: threading.Event | None = None
-    ) -> RunSummary:
-        """Work on the study's remaining budget without adding to it (what a worker does)."""
-        stored = self._stored_spec or (self.study and self._stored_spec)
-        assert stored is not None
-        if stored.num_seeds is None:
-            raise ValueError(
-                f"study {self.study_name!r} has no number of seeds yet: nothing to work on."
-            )
-        return self._schedule(stored.num_seeds, timeout, stop_event)
-
-    def _run(
-        self,
-        num_trials: int,
-        num_seeds: int,
-        *,
-        timeout: float | None,
-        stop_event: threading.Event | None,
-    ) -> FrozenTrial:
-        fail_stale_trials(self.study, 2 * self.heartbeat_interval)
-        state = extend_budget(self.study, num_trials)
-        self._announce(state.total)
+        num_seeds = self._prepare(num_seeds)
+        self._extend(num_trials)
         self._schedule(num_seeds, timeout, stop_event)
         try:
             best = self.study.best_trial
@@ -489,6 +444,58 @@ class Tuner:
             ) from None
         self._say(f"The best trial obtains a normalized score of {best.value} {best.params}")
         return best
+
+    def reserve(self, num_trials: int, num_seeds: int | None = None) -> int:
+        """Record the study and add ``num_trials`` to its budget without running anything.
+
+        Use it to prepare a study that ``nbtune worker`` processes (on this machine or others)
+        then run; :meth:`tune` is ``reserve`` followed by working on the study.
+
+        Returns:
+            The study's new total.
+        """
+        _check_positive_int("num_trials", num_trials)
+        self._prepare(num_seeds)
+        return self._extend(num_trials)
+
+    def work(
+        self, *, timeout: float | None = None, stop_event: threading.Event | None = None
+    ) -> RunSummary:
+        """Work on the study's remaining budget without adding to it (what a worker does)."""
+        num_seeds = self._prepare(None)
+        return self._schedule(num_seeds, timeout, stop_event)
+
+    def _prepare(self, num_seeds: int | None) -> int:
+        """Open the study, settle the number of seeds with the stored spec, and return it."""
+        if num_seeds is None:
+            num_seeds = self.num_seeds
+        if num_seeds is not None:
+            _check_positive_int("num_seeds", num_seeds)
+        if self._study is None:
+            self._study = self._open_study(num_seeds)
+        stored = self._stored_spec
+        assert stored is not None
+        if num_seeds is None:
+            num_seeds = stored.num_seeds
+        if num_seeds is None:
+            raise ValueError("num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...).")
+        if stored.num_seeds is None:
+            stored.num_seeds = num_seeds
+            self._study.set_user_attr(STUDY_SPEC, stored.to_json())
+        elif stored.num_seeds != num_seeds:
+            raise SpecMismatchError(
+                f"study {self.study_name!r} averages {stored.num_seeds} seeds per trial; "
+                f"num_seeds={num_seeds} would make new values incomparable. Use "
+                f"num_seeds={stored.num_seeds}, or another study_name."
+            )
+        return num_seeds
+
+    def _extend(self, num_trials: int) -> int:
+        fail_stale_trials(self.study, 2 * self.heartbeat_interval)
+        total = extend_budget(self.study, num_trials).total
+        assert total is not None
+        self._announce(total)
+        return total
 
     def _schedule(
         self, num_seeds: int, timeout: float | None, stop_event: threading.Event | None
@@ -717,22 +724,36 @@ def script_defaults(
     found: dict[str, Any] = {}
     missing = []
     for flag in flags:
-        name = flag.lstrip("-")
-        pattern = re.compile(
-            rf"--{re.escape(name)}(?:[ =][A-Z{{}}|_,. -]*)?\s.*?\(default:\s*([^)]*?)\)",
-            re.DOTALL,
-        )
-        m = pattern.search(text)
-        if m is None or re.search(r"\n\s*--", text[m.start() + 2 : m.start(1)]):
+        value = _help_default(text, flag.lstrip("-"))
+        if value is _MISSING:
             missing.append(flag)
-            continue
-        found[flag] = _literal(" ".join(m.group(1).split()))
+        else:
+            found[flag] = value
     if missing:
         raise ValueError(
             f"{script} --help shows no default for {', '.join(missing)}; enqueue those values "
             "by hand."
         )
     return found
+
+
+_MISSING = object()
+
+
+def _help_default(text: str, name: str) -> Any:
+    """The ``(default: X)`` shown for ``--name`` in help text, or ``_MISSING``.
+
+    Each mention of the flag is read up to the next option (the usage line mentions flags
+    without defaults); ``--no-name`` beside ``--name`` belongs to the same option.
+    """
+    next_option = re.compile(rf"\s--(?!no-{re.escape(name)}\b)[A-Za-z]")
+    for m in re.finditer(rf"--{re.escape(name)}(?![\w-])", text):
+        end = next_option.search(text, m.end())
+        segment = text[m.end() : end.start() if end else len(text)]
+        found = re.search(r"\(default:\s*(.*?)\)", segment, re.DOTALL)
+        if found:
+            return _literal(" ".join(found.group(1).split()))
+    return _MISSING
 
 
 def _literal(text: str) -> Any:

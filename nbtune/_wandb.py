@@ -66,4 +66,4 @@ class WandbTracker:
         run.summary["state"] = state.name
         if value is not None:
             run.summary["normalized_score"] = value
-        run.finish(quiet=True)
+        run.finish()

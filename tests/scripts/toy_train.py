@@ -79,10 +79,12 @@ def score(learning_rate: float, anneal_lr: bool, seed: int, env_id: str) -> floa
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--learning-rate", type=float, default=2.5e-4)
-    parser.add_argument("--num-minibatches", type=int, default=4)
-    parser.add_argument("--anneal-lr", action=argparse.BooleanOptionalAction, default=True)
+    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--learning-rate", type=float, default=2.5e-4, help="step size")
+    parser.add_argument("--num-minibatches", type=int, default=4, help="minibatches per epoch")
+    parser.add_argument(
+        "--anneal-lr", action=argparse.BooleanOptionalAction, default=True, help="anneal"
+    )
     parser.add_argument("--layers", type=int, nargs="*", default=[64, 64])
     parser.add_argument("--total-timesteps", type=int, default=5000)
     parser.add_argument("--env-id", type=str, default="EnvA")
