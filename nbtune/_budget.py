@@ -23,6 +23,8 @@ from nbtune import _attrs
 
 TOTAL_TRIALS = "nbtune:total_trials"
 _RESERVED = "nbtune:reserved"
+#: System attributes of trials taken from the queue: reservations, retries, enqueued ones.
+QUEUED_MARKS = frozenset({_RESERVED, "failed_trial", "fixed_params"})
 
 
 def counts_as_finished(trial: FrozenTrial) -> bool:
@@ -129,10 +131,12 @@ def _pop_waiting(study: optuna.Study) -> int | None:
 def others_working(study: optuna.Study, own: set[int]) -> bool:
     """Whether trials of other nbtune processes are running (alive, or dead but not yet failed).
 
-    Only trials with an nbtune heartbeat count: a RUNNING trial left by some other tool would
-    never end, and no one should wait for it.
+    Only trials with an nbtune heartbeat, or taken from the queue (not yet beating, or orphaned:
+    ``fail_stale_trials`` gives those back after the grace period), count: a RUNNING trial left
+    by some other tool would never end, and no one should wait for it.
     """
     return any(
-        trial._trial_id not in own and _attrs.HEARTBEAT in trial.system_attrs
+        trial._trial_id not in own
+        and (_attrs.HEARTBEAT in trial.system_attrs or QUEUED_MARKS & trial.system_attrs.keys())
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     )

@@ -35,6 +35,7 @@ from nbtune import _attrs
 from nbtune._budget import budget_state, claim_trial, others_working, reserve_slot
 from nbtune._experiment import Experiment, build_argv
 from nbtune._metrics import ScalarTail, scalar_tags
+from nbtune._resources import available_memory
 from nbtune._retention import apply_retention
 from nbtune._scoring import Aggregation, normalize, normalize_all, trial_value
 from nbtune._space import ParamsFn, sample_params
@@ -65,6 +66,12 @@ class RunConfig:
         seed_flag: Flag that receives the seed.
         keep_runs: Retention of experiment folders: ``"all"``, ``"logs"``, or k (the k best
             trials' folders whole, logs only for the others).
+        reporting: When intermediate values are reported to Optuna: ``"checkpoint"`` (while
+            experiments run, at each of ``checkpoints`` equal steps of training progress) or
+            ``"seed"`` (after each seed, as CleanRL's tuner).
+        checkpoints: Checkpoints per experiment in ``"checkpoint"`` reporting.
+        progress_flag: Flag whose value is the training length in logged steps (progress is
+            judged from the metric's logged step against it).
     """
 
     script: Path
@@ -80,6 +87,9 @@ class RunConfig:
     env_flag: str = "env-id"
     seed_flag: str = "seed"
     keep_runs: str | int = "all"
+    reporting: str = "checkpoint"
+    checkpoints: int = 10
+    progress_flag: str = "total-timesteps"
 
     @property
     def script_sha256(self) -> str:
@@ -117,9 +127,11 @@ class _TrialRun:
     experiments: dict[tuple[int, str], Experiment] = field(default_factory=dict)
     tails: dict[tuple[int, str], ScalarTail] = field(default_factory=dict)
     raw: dict[str, list[float | None]] = field(default_factory=dict)
-    reported: int = -1
+    next_key: int = 0  # the next intermediate-value step to report
     failure: tuple[str, str] | None = None  # reason, stderr tail
     pruned: bool = False
+    slots: dict[tuple[int, str], int] = field(default_factory=dict)
+    tails_polled: float = 0.0
 
     @property
     def running(self) -> list[Experiment]:
@@ -159,6 +171,12 @@ class Scheduler:
         grace_period: Seconds without heartbeat after which another process's trial is stale.
         max_retry: How many times a trial of a dead process is re-run.
         poll_interval: Seconds between polls of running experiments.
+        report_interval: Seconds between reads of running experiments' metric (in-run
+            reporting).
+        slot_env: Environment variables per slot, e.g. ``[{"CUDA_VISIBLE_DEVICES": "0"},
+            {"CUDA_VISIBLE_DEVICES": "1"}]``; slot ``i`` gets ``slot_env[i % len(slot_env)]``.
+        memory_per_experiment: Bytes an experiment needs: a further experiment starts only
+            while that much memory is available (``None``: no check).
         stop_event: Set it (from any thread) to stop: running experiments are ended and their
             trials failed as interrupted.
         listeners: Hooks such as wandb tracking.
@@ -180,6 +198,9 @@ class Scheduler:
         grace_period: float | None = None,
         max_retry: int | None = 3,
         poll_interval: float = 0.05,
+        report_interval: float = 1.0,
+        slot_env: Sequence[Mapping[str, str]] = (),
+        memory_per_experiment: int | None = None,
         stop_event: threading.Event | None = None,
         listeners: Sequence[TrialListener] = (),
         log: Callable[[str], None] | None = print,
@@ -194,6 +215,10 @@ class Scheduler:
         self.grace_period = grace_period if grace_period is not None else 2 * heartbeat_interval
         self.max_retry = max_retry
         self.poll_interval = poll_interval
+        self.report_interval = report_interval
+        self.slot_env = [dict(e) for e in slot_env]
+        self.memory_per_experiment = memory_per_experiment
+        self._memory_warned = False
         self.stop_event = stop_event or threading.Event()
         self.listeners = list(listeners)
         self._log = log
@@ -289,7 +314,28 @@ class Scheduler:
 
     # ----------------------------------------------------------------------------------------
     def _free_slots(self) -> int:
-        return self.n_slots - sum(len(run.running) for run in self._active)
+        running = sum(len(run.running) for run in self._active)
+        free = self.n_slots - running
+        if free > 0 and running > 0 and self.memory_per_experiment:
+            memory = available_memory()
+            if memory is not None and memory < self.memory_per_experiment:
+                if not self._memory_warned:
+                    self._say(
+                        f"nbtune: only {memory >> 20} MiB of memory available: not starting "
+                        "more experiments until some end"
+                    )
+                    self._memory_warned = True
+                return 0
+        return free
+
+    def _free_slot_id(self) -> int:
+        used = {
+            slot
+            for run in self._active
+            for key, slot in run.slots.items()
+            if run.experiments[key].running
+        }
+        return min(i for i in range(self.n_slots) if i not in used)
 
     def _next_experiment(self) -> tuple[_TrialRun, int, str] | None:
         for run in self._active:
@@ -387,19 +433,30 @@ class Scheduler:
         if run_dir.exists() and any(run_dir.iterdir()):
             # A retried trial keeps its number's folder only if it is new: never mix two runs.
             run_dir = run_dir.with_name(run_dir.name + f"__{int(time.time() * 1000)}")
+        slot = self._free_slot_id()
+        env = dict(self.config.env)
+        if self.slot_env:
+            env.update(self.slot_env[slot % len(self.slot_env)])
         exp = Experiment(
             argv=self._argv(run, seed_index, env_id),
             run_dir=run_dir,
-            env=dict(self.config.env),
+            env=env,
             timeout=self.config.experiment_timeout,
             env_id=env_id,
             seed=run.seeds[seed_index],
         )
         run.experiments[key] = exp
+        run.slots[key] = slot
         run.tails[key] = ScalarTail(run_dir, self.config.metric)
         exp.start()
 
     def _poll_trial(self, run: _TrialRun) -> None:
+        now = time.monotonic()
+        if self.config.reporting == "checkpoint" and now - run.tails_polled >= self.report_interval:
+            run.tails_polled = now
+            for key, exp in run.experiments.items():
+                if exp.running:
+                    run.tails[key].poll()
         for key, exp in run.experiments.items():
             if not exp.running:
                 continue
@@ -411,7 +468,7 @@ class Scheduler:
                 self._stop_experiments(run)
                 return
         if run.failure is None and not run.pruned:
-            self._report_seeds(run)
+            self._report(run)
 
     def _experiment_ended(
         self, run: _TrialRun, key: tuple[int, str], exp: Experiment, code: int
@@ -473,22 +530,73 @@ class Scheduler:
             return f"{where}: the script was killed by signal {code - 128} (exit code {code})"
         return f"{where}: the script exited with code {code}; log in {exp.run_dir}"
 
-    def _report_seeds(self, run: _TrialRun) -> None:
-        targets = self.config.targets
-        while run.reported + 1 < len(run.seeds):
-            k = run.reported + 1
-            if any(run.raw[e][k] is None for e in run.envs):
-                return
-            normalized = normalize_all(run.raw, targets)
-            value = trial_value(normalized, self.config.aggregation, seed_indices=range(k + 1))
-            assert value is not None
-            run.trial.report(value, k)
-            run.reported = k
-            if k + 1 < len(run.seeds) and run.trial.should_prune():
+    def _checkpoints(self, run: _TrialRun) -> tuple[int, float | None]:
+        """Checkpoints per experiment, and the training length they divide (if known)."""
+        if self.config.reporting != "checkpoint":
+            return 1, None
+        total = run.params.get(self.config.progress_flag)
+        if isinstance(total, bool) or not isinstance(total, (int, float)) or total <= 0:
+            return self.config.checkpoints, None  # only each seed's last checkpoint reports
+        return self.config.checkpoints, float(total)
+
+    def _report(self, run: _TrialRun) -> None:
+        """Report every intermediate value that has become known, in step order; maybe prune.
+
+        Steps are checkpoint indices, the same for every trial: step ``s * K + k - 1`` is
+        checkpoint k of K of seed index s, reached when every environment of seed s has logged
+        a point at or beyond ``k / K`` of its training length (or ended). Its value is the trial
+        value over the data seen so far: the final scores of seeds before s, and seed s's
+        last-N mean of the points logged up to that checkpoint. At the last step it is the
+        trial's final value. A checkpoint where some environment has no point yet (no episode
+        ended) is skipped rather than reported as NaN, which would prune at once.
+        """
+        n_checkpoints, total = self._checkpoints(run)
+        last_key = len(run.seeds) * n_checkpoints - 1
+        while run.next_key <= last_key:
+            seed_index, k = divmod(run.next_key, n_checkpoints)
+            k += 1
+            if k < n_checkpoints and total is None:
+                run.next_key += 1
+                continue
+            scores: dict[str, float | None] = {}
+            for env in run.envs:
+                key = (seed_index, env)
+                exp = run.experiments.get(key)
+                if exp is None:
+                    return  # not started yet
+                if k == n_checkpoints:
+                    if run.raw[env][seed_index] is None:
+                        return  # final score not known yet
+                    scores[env] = run.raw[env][seed_index]
+                    continue
+                assert total is not None
+                threshold = total * k / n_checkpoints
+                tail = run.tails[key]
+                if exp.returncode is None and (
+                    tail.last_step is None or tail.last_step < threshold
+                ):
+                    return  # not there yet
+                scores[env] = _mean_up_to(tail, threshold, self.config.window)
+            key_now = run.next_key
+            run.next_key += 1
+            if any(v is None for v in scores.values()):
+                continue
+            normalized = normalize_all(run.raw, self.config.targets)
+            for env, raw in scores.items():
+                normalized[env][seed_index] = normalize(raw, self.config.targets[env])  # type: ignore[arg-type]
+            value = trial_value(
+                normalized, self.config.aggregation, seed_indices=range(seed_index + 1)
+            )
+            if value is None or not math.isfinite(value):
+                continue
+            run.trial.report(value, key_now)
+            if key_now < last_key and run.trial.should_prune():
                 run.pruned = True
                 self._stop_experiments(run)
-                run.pending.clear()
-                self._say(f"trial {run.trial.number} pruned after seed {run.seeds[k]}: {value:.4g}")
+                self._say(
+                    f"trial {run.trial.number} pruned at step {key_now} "
+                    f"(seed {run.seeds[seed_index]}, checkpoint {k}/{n_checkpoints}): {value:.4g}"
+                )
                 return
 
     def _stop_experiments(self, run: _TrialRun) -> None:
@@ -599,3 +707,12 @@ def _versions(interpreter: str) -> dict[str, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         interp = f"unknown ({exc})"
     return {"nbtune": __version__, "optuna": optuna.__version__, "interpreter": interp}
+
+
+def _mean_up_to(tail: ScalarTail, step: float, window: int) -> float | None:
+    """Mean of the last ``window`` points logged at or before ``step``; ``None`` if none."""
+    values = tail.values[tail.steps <= step]
+    if values.size == 0:
+        return None
+    value = float(values[-window:].mean())
+    return value if math.isfinite(value) else None

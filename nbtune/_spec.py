@@ -32,6 +32,7 @@ COMPARED_FIELDS = (
     "space",
     "script",
     "reporting",
+    "checkpoints",
 )
 
 
@@ -56,7 +57,9 @@ class StudySpec:
         space_note: Why the space is not declarative.
         sampler: ``{"name": ..., "kwargs": {...}}`` or ``None`` for Optuna's default.
         pruner: Same form, for the pruner.
-        reporting: When intermediate values are reported (``"seed"``: after each seed).
+        reporting: When intermediate values are reported: ``"checkpoint"`` (while experiments
+            run) or ``"seed"`` (after each seed).
+        checkpoints: Checkpoints per experiment with ``"checkpoint"`` reporting.
         env_flag: Flag receiving the environment id.
         seed_flag: Flag receiving the seed.
         env: Extra environment variables of the experiments.
@@ -80,7 +83,8 @@ class StudySpec:
     space_note: str = ""
     sampler: dict[str, Any] | None = None
     pruner: dict[str, Any] | None = None
-    reporting: str = "seed"
+    reporting: str = "checkpoint"
+    checkpoints: int = 10
     env_flag: str = "env-id"
     seed_flag: str = "seed"
     env: dict[str, str] = field(default_factory=dict)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from optuna.trial import FrozenTrial
 from nbtune import _attrs
 from nbtune._attrs import STUDY_SPEC
 from nbtune._budget import extend_budget
+from nbtune._resources import DEFAULT_MEMORY_PER_EXPERIMENT, default_slots
 from nbtune._retention import check_keep_runs
 from nbtune._scheduler import RunConfig, RunSummary, Scheduler, TrialListener, TuningError
 from nbtune._scoring import check_aggregation, check_target_scores
@@ -88,6 +90,19 @@ class Tuner:
         keep_runs: Disk retention of experiment folders: ``"all"``, ``"logs"`` (stdout, stderr
             and TensorBoard files only), or k (the k best trials' folders whole, logs only for
             the others).
+        n_slots: How many experiments run at once (default: one per CPU this process may use,
+            from its affinity and cgroup quota, fewer if memory is short).
+        reporting: ``"checkpoint"`` (default) reports the trial's value to Optuna while
+            experiments run, at each of ``checkpoints`` steps of training progress (judged from
+            the metric's logged step against the ``progress_flag`` value), so a pruner can stop
+            a bad trial early; ``"seed"`` reports after each seed, as CleanRL's tuner.
+        checkpoints: Checkpoints per experiment (10: every 10% of training).
+        progress_flag: The flag holding the training length in steps.
+        slot_env: Environment variables per slot, e.g. ``[{"CUDA_VISIBLE_DEVICES": "0"},
+            {"CUDA_VISIBLE_DEVICES": "1"}]``.
+        memory_per_experiment: Bytes one experiment needs: fewer slots by default if memory is
+            short, and no new experiment while less is available (``None``: no check).
+        progress_bar: Show a terminal progress bar (default: when stderr is a terminal).
         override_spec: Continue an existing study even though it was defined differently,
             storing the new definition (the old one is kept in its history).
         verbose: Print one line per experiment and trial.
@@ -133,6 +148,13 @@ class Tuner:
         env_flag: str = "env-id",
         seed_flag: str = "seed",
         keep_runs: str | int = "all",
+        n_slots: int | None = None,
+        reporting: str = "checkpoint",
+        checkpoints: int = 10,
+        progress_flag: str = "total-timesteps",
+        slot_env: Sequence[Mapping[str, str]] = (),
+        memory_per_experiment: int | None = DEFAULT_MEMORY_PER_EXPERIMENT,
+        progress_bar: bool | None = None,
         override_spec: bool = False,
         verbose: bool = True,
     ) -> None:
@@ -194,6 +216,19 @@ class Tuner:
         self.env_flag = env_flag
         self.seed_flag = seed_flag
         self.keep_runs = check_keep_runs(keep_runs)
+        if reporting not in ("checkpoint", "seed"):
+            raise ValueError(f"reporting must be 'checkpoint' or 'seed'; got {reporting!r}.")
+        _check_positive_int("checkpoints", checkpoints)
+        if n_slots is not None:
+            _check_positive_int("n_slots", n_slots)
+        self.memory_per_experiment = memory_per_experiment
+        self.n_slots = n_slots if n_slots is not None else default_slots(memory_per_experiment or 0)
+        self.reporting = reporting
+        self.checkpoints = checkpoints if reporting == "checkpoint" else 1
+        self.progress_flag = progress_flag
+        self.slot_env = [dict(e) for e in slot_env]
+        self.progress_bar = progress_bar
+        self._warn_sampler()
         self.override_spec = override_spec
         self.verbose = verbose
         self.space, self.space_note = record_space(params_fn)
@@ -201,6 +236,22 @@ class Tuner:
         self._storage: BaseStorage | None = None
         self._study: optuna.Study | None = None
         self._stored_spec: StudySpec | None = None
+
+    def _warn_sampler(self) -> None:
+        """Several trials at once need a sampler that accounts for the running ones."""
+        sampler = self.sampler
+        if (
+            self.n_slots > 1
+            and isinstance(sampler, optuna.samplers.TPESampler)
+            and not getattr(sampler, "_constant_liar", True)
+        ):
+            warnings.warn(
+                f"{self.n_slots} slots run trials concurrently, but this TPESampler has "
+                "constant_liar=False: concurrent trials may sample the same region. Pass "
+                "TPESampler(constant_liar=True) (Optuna 5's default).",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # ----------------------------------------------------------------------------------------
     @classmethod
@@ -268,6 +319,8 @@ class Tuner:
             "env_flag": spec.env_flag,
             "seed_flag": spec.seed_flag,
             "heartbeat_interval": heartbeat,
+            "reporting": spec.reporting,
+            "checkpoints": max(1, spec.checkpoints),
         }
         kwargs.update(overrides)
         tuner = cls(**kwargs)
@@ -308,6 +361,8 @@ class Tuner:
             runs_dir=str(self.runs_dir),
             script_sha256=_sha256(self.script),
             heartbeat_interval=self.heartbeat_interval,
+            reporting=self.reporting,
+            checkpoints=self.checkpoints,
         )
 
     @property
@@ -512,6 +567,9 @@ class Tuner:
             num_seeds=num_seeds,
             max_consecutive_failures=self.max_consecutive_failures,
             heartbeat_interval=self.heartbeat_interval,
+            n_slots=self.n_slots,
+            slot_env=self.slot_env,
+            memory_per_experiment=self.memory_per_experiment,
             stop_event=stop_event,
             listeners=listeners,
             log=self._say if self.verbose else None,
@@ -537,6 +595,9 @@ class Tuner:
             env_flag=self.env_flag,
             seed_flag=self.seed_flag,
             keep_runs=self.keep_runs,
+            reporting=self.reporting,
+            checkpoints=self.checkpoints,
+            progress_flag=self.progress_flag,
         )
 
     def _announce(self, total: int | None) -> None:

@@ -46,6 +46,7 @@ def make_tuner(tmp_path: Path) -> Callable[..., Any]:
             "runs_dir": tmp_path / "runs",
             "interpreter": sys.executable,
             "verbose": False,
+            "n_slots": 1,  # parallel tests ask for more
         }
         kwargs.update(overrides)
         return nbtune.Tuner(**kwargs)

@@ -51,7 +51,7 @@ def test_the_spec_is_stored_with_the_study(make_tuner):
     assert spec["pruner"]["name"] == "MedianPruner"
     assert spec["pruner"]["kwargs"]["n_startup_trials"] == 7
     assert spec["sampler"]["kwargs"]["n_startup_trials"] == 3
-    assert spec["reporting"] == "seed"
+    assert (spec["reporting"], spec["checkpoints"]) == ("checkpoint", 10)
     assert tuner.study.user_attrs["nbtune:total_trials"] == 1
 
 
@@ -82,6 +82,12 @@ def test_direction_cannot_be_overridden(make_tuner):
     make_tuner().tune(num_trials=1, num_seeds=1)
     with pytest.raises(SpecMismatchError, match="direction: stored"):
         make_tuner(direction="minimize", override_spec=True).tune(num_trials=1, num_seeds=1)
+
+
+def test_a_study_never_mixes_reporting_modes(make_tuner):
+    make_tuner().tune(num_trials=1, num_seeds=1)
+    with pytest.raises(SpecMismatchError, match='reporting: stored "checkpoint", given "seed"'):
+        make_tuner(reporting="seed").tune(num_trials=1, num_seeds=1)
 
 
 def test_num_seeds_is_part_of_the_study(make_tuner):
@@ -154,8 +160,8 @@ def test_two_workers_finish_a_study_at_exactly_its_total(make_tuner, tmp_path):
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path / 'study.db'}")
     states = [t.state for t in study.trials]
-    assert states.count(TrialState.COMPLETE) == 8
-    assert len(states) == 8
+    assert len(states) == 8  # exactly the total: complete, or pruned by the default pruner
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert all("study at 8 of 8" in out for out in outputs), outputs
     # Both worked, in their own experiment folders.
     dirs = {e["run_dir"] for t in study.trials for e in t.user_attrs["experiments"]}
@@ -177,12 +183,13 @@ def test_a_worker_and_tune_share_the_budget(make_tuner, tmp_path):
 def test_resume_after_the_tuning_process_was_killed(tmp_path):
     program = textwrap.dedent(
         f"""
-        import nbtune
+        import nbtune, optuna
         nbtune.Tuner(
             script={str(TOY)!r}, metric="charts/episodic_return",
             target_scores={{"EnvA": [0, 100]}},
             params_fn={{**{SPACE!r}, "sleep": 1.0}}, storage="sqlite:///{tmp_path / "study.db"}",
             study_name="resume", runs_dir={str(tmp_path / "runs")!r}, heartbeat_interval=1,
+            pruner=optuna.pruners.NopPruner(), n_slots=1,
         ).tune(num_trials=4, num_seeds=1)
         """
     )
@@ -203,6 +210,8 @@ def test_resume_after_the_tuning_process_was_killed(tmp_path):
         runs_dir=tmp_path / "runs",
         heartbeat_interval=1,
         verbose=False,
+        pruner=optuna.pruners.NopPruner(),
+        n_slots=1,
     )
     tuner.tune(num_trials=2)
     trials = tuner.study.trials

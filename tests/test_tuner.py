@@ -61,8 +61,17 @@ def test_value_is_normalized_aggregated_and_seed_averaged(make_tuner):
     raw = best.user_attrs["raw_scores"]
     assert raw["EnvB"][1] == pytest.approx(expected_raw(lr, "EnvB", 1, 10, 2000), rel=1e-12)
     assert best.user_attrs["seeds"] == [0, 1]
-    assert best.intermediate_values.keys() == {0, 1}  # reported once per seed
+    # In-run reporting: 10 checkpoints per seed, the last one is the final value.
+    assert set(best.intermediate_values) == set(range(20))
+    assert best.intermediate_values[19] == pytest.approx(best.value)
+
+
+def test_seed_reporting_reports_once_per_seed(make_tuner):
+    tuner = make_tuner(params_fn=fixed_lr(3e-4), reporting="seed")
+    best = tuner.tune(num_trials=1, num_seeds=2)
+    assert best.intermediate_values.keys() == {0, 1}
     assert best.intermediate_values[1] == pytest.approx(best.value)
+    assert json.loads(tuner.study.user_attrs["nbtune:spec"])["reporting"] == "seed"
 
 
 def test_iqm_pools_every_environment_and_seed(make_tuner):
