@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_experiment import alive
 
 from nbtune._resources import available_cpus, cgroup_cpu_quota, default_slots
-from test_experiment import alive
 
 SLOW = {"total-timesteps": 3000, "log-sleep": 0.1}  # 30 points, about 3 s per experiment
 
@@ -75,7 +76,7 @@ def test_experiments_run_concurrently_and_never_share_a_directory(make_tuner):
     assert len(dirs) == 8 and len(set(dirs)) == 8
     starts = sorted(json.loads((Path(d) / "received.json").read_text())["started"] for d in dirs)
     # with 3 slots, some experiments started within the 1 s another one sleeps
-    assert any(b - a < 0.9 for a, b in zip(starts, starts[1:], strict=False))
+    assert any(b - a < 0.9 for a, b in itertools.pairwise(starts))
 
 
 def test_the_same_configuration_and_seed_score_the_same_whatever_the_slots(make_tuner, tmp_path):
