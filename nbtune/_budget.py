@@ -28,10 +28,21 @@ QUEUED_MARKS = frozenset({_RESERVED, "failed_trial", "fixed_params"})
 
 
 def counts_as_finished(trial: FrozenTrial) -> bool:
-    """Whether a trial counts towards the budget."""
+    """Whether a trial counts towards the budget.
+
+    Complete and pruned trials count. A failed trial counts when the script failed it; not when
+    it was interrupted (its reservation was given back) or its process died (it is retried).
+    nbtune marks each failure with its kind; a failed nbtune trial without a kind was failed by
+    Optuna's heartbeat check, and a failed trial of another tool counts.
+    """
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and trial.system_attrs.get(_attrs.FAIL_KIND) == "script"
+    if trial.state != TrialState.FAIL:
+        return False
+    kind = trial.system_attrs.get(_attrs.FAIL_KIND)
+    if kind is not None:
+        return kind == "script"
+    return _attrs.HEARTBEAT not in trial.system_attrs
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,7 @@ class Scheduler:
         log: Receives one line per event worth telling the user.
         study_script_sha256: Hash of the script when the study began; a different script is
             warned about once.
+        on_tick: Called on every turn of the loop (a progress bar throttles itself).
 
     """
 
@@ -205,6 +206,7 @@ class Scheduler:
         listeners: Sequence[TrialListener] = (),
         log: Callable[[str], None] | None = print,
         study_script_sha256: str = "",
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.study = study
         self.config = config
@@ -227,6 +229,7 @@ class Scheduler:
         self._study_script_sha256 = study_script_sha256 or self._script_sha256
         self._warned_script_change = False
         self._reduced: set[int] = set()
+        self._on_tick = on_tick
         self._versions = _versions(config.interpreter)
 
     # ----------------------------------------------------------------------------------------
@@ -287,6 +290,8 @@ class Scheduler:
                         continue
                     self._start_experiment(*item)
                 now = time.monotonic()
+                if self._on_tick is not None:
+                    self._on_tick()
                 if not self._active:
                     if not can_start or budget_state(self.study).reached:
                         break

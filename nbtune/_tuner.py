@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial
 from nbtune import _attrs
 from nbtune._attrs import STUDY_SPEC
 from nbtune._budget import extend_budget
+from nbtune._progress import ProgressBar
 from nbtune._resources import DEFAULT_MEMORY_PER_EXPERIMENT, default_slots
 from nbtune._retention import check_keep_runs
 from nbtune._scheduler import RunConfig, RunSummary, Scheduler, TrialListener, TuningError
@@ -561,6 +562,9 @@ class Tuner:
 
             listeners.append(WandbTracker(self.wandb_kwargs, self.study_name))
         assert self._stored_spec is not None
+        show_bar = self.progress_bar if self.progress_bar is not None else sys.stderr.isatty()
+        bar = ProgressBar(self.study) if show_bar else None
+        log = (bar.write if bar is not None else self._say) if self.verbose else None
         scheduler = Scheduler(
             self.study,
             self._run_config(),
@@ -572,11 +576,16 @@ class Tuner:
             memory_per_experiment=self.memory_per_experiment,
             stop_event=stop_event,
             listeners=listeners,
-            log=self._say if self.verbose else None,
+            log=log,
             study_script_sha256=self._stored_spec.script_sha256,
+            on_tick=bar.update if bar is not None else None,
         )
-        with _sigterm_as_interrupt():
-            summary = scheduler.run(timeout=timeout)
+        try:
+            with _sigterm_as_interrupt():
+                summary = scheduler.run(timeout=timeout)
+        finally:
+            if bar is not None:
+                bar.close()
         self._say(_summary_line(summary))
         return summary
 

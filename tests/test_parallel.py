@@ -140,3 +140,17 @@ def test_default_slots_follow_usable_cpus_and_cgroup_quota(tmp_path):
     assert cgroup_cpu_quota(tmp_path) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_progress_bar_shows_the_study_from_the_storage(make_tuner, capsys):
+    tuner = make_tuner(
+        params_fn=fixed(1e-3, **{"total-timesteps": 500}),
+        progress_bar=True,
+        verbose=True,
+        target_scores={"EnvA": [0, 100]},
+    )
+    tuner.tune(num_trials=3, num_seeds=1)
+    err = capsys.readouterr().err
+    final = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "3/3" in final and "0 running" in final and "0 failed" in final
+    assert "best 0.9" in final
