@@ -3,6 +3,7 @@
 The core is headless: ``import nbtune`` never imports ipywidgets, IPython or plotly.
 """
 
+from nbtune._rescore import fork_study
 from nbtune._scheduler import TuningError
 from nbtune._scoring import interquartile_mean
 from nbtune._space import Param, SearchSpace

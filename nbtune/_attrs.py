@@ -10,6 +10,9 @@ Trial user attributes (JSON values):
 * ``raw_scores``: ``dict[env_id, list[float | None]]``, per environment the last-N mean of the
   metric for each seed (aligned with ``seeds``; ``None`` where that experiment has no score).
 * ``normalized_scores``: same shape, normalized with the study's target scores.
+* ``checkpoint_scores``: ``dict[str(step), dict[env_id, float]]``, the raw score of each
+  environment of the step's seed at each reported step (with ``raw_scores`` of the earlier
+  seeds this recomputes every intermediate value, e.g. under new target scores).
 * ``experiments``: ``list[dict]``, one per experiment: ``env_id``, ``seed``, ``argv``,
   ``run_dir``, ``returncode``, ``seconds``, ``status`` (``"ok"``, ``"failed"``, ``"pruned"``,
   ``"stopped"``).
@@ -34,6 +37,7 @@ from __future__ import annotations
 SEEDS = "seeds"
 RAW_SCORES = "raw_scores"
 NORMALIZED_SCORES = "normalized_scores"
+CHECKPOINT_SCORES = "checkpoint_scores"
 EXPERIMENTS = "experiments"
 SCRIPT_SHA256 = "script_sha256"
 VERSIONS = "versions"

@@ -131,6 +131,7 @@ class _TrialRun:
     failure: tuple[str, str] | None = None  # reason, stderr tail
     pruned: bool = False
     slots: dict[tuple[int, str], int] = field(default_factory=dict)
+    checkpoint_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     tails_polled: float = 0.0
 
     @property
@@ -595,6 +596,7 @@ class Scheduler:
             if value is None or not math.isfinite(value):
                 continue
             run.trial.report(value, key_now)
+            run.checkpoint_scores[str(key_now)] = dict(scores)  # type: ignore[arg-type]
             if key_now < last_key and run.trial.should_prune():
                 run.pruned = True
                 self._stop_experiments(run)
@@ -659,6 +661,8 @@ class Scheduler:
                 }
             )
         run.trial.set_user_attr(_attrs.EXPERIMENTS, records)
+        if run.checkpoint_scores:
+            run.trial.set_user_attr(_attrs.CHECKPOINT_SCORES, run.checkpoint_scores)
 
     def _tell_failed(self, run: _TrialRun, reason: str, stderr: str, kind: str) -> None:
         trial = run.trial

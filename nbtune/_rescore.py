@@ -1,0 +1,171 @@
+"""Re-scoring a study under new target scores or aggregation, as a linked fork.
+
+Each nbtune trial keeps its raw per-environment scores (``raw_scores``) and the raw scores
+behind each intermediate value (``checkpoint_scores``), so its value under new target scores is
+exact, not an estimate. Optuna cannot change a finished trial's value, so the re-scored trials
+go into a new study (a fork, linked to its parent by the study user attribute
+``nbtune:parent``) in which the sampler and the pruner see one consistent objective.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nbtune import _attrs
+from nbtune._budget import TOTAL_TRIALS
+from nbtune._scoring import (
+    check_aggregation,
+    check_target_scores,
+    normalize,
+    normalize_all,
+    trial_value,
+)
+from nbtune._spec import StudySpec
+
+PARENT = "nbtune:parent"
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """A trial's outcome under new targets: its value, normalized scores, intermediate values."""
+
+    value: float | None
+    normalized: dict[str, list[float | None]]
+    intermediate: dict[int, float]
+
+
+def rescore_trial(
+    trial: FrozenTrial,
+    targets: Mapping[str, tuple[float, float] | None],
+    aggregation: str,
+    checkpoints: int,
+) -> Rescored | None:
+    """Recompute a trial's value and intermediate values under ``targets``/``aggregation``.
+
+    Returns:
+        The re-scored outcome, or ``None`` when the trial has no raw scores for every target
+        environment (a trial nbtune did not run, or one of another environment set).
+    """
+    raw = trial.user_attrs.get(_attrs.RAW_SCORES)
+    if not isinstance(raw, Mapping) or not set(targets) <= set(raw):
+        return None
+    raw = {env: list(raw[env]) for env in targets}
+    normalized = normalize_all(raw, targets)
+    value = trial_value(normalized, aggregation) if trial.state == TrialState.COMPLETE else None
+    intermediate: dict[int, float] = {}
+    for key_text, scores in (trial.user_attrs.get(_attrs.CHECKPOINT_SCORES) or {}).items():
+        key = int(key_text)
+        seed_index = key // max(1, checkpoints)
+        if not set(targets) <= set(scores):
+            continue
+        column = copy.deepcopy(normalized)
+        for env in targets:
+            column[env][seed_index] = normalize(scores[env], targets[env])
+        v = trial_value(column, aggregation, seed_indices=range(seed_index + 1))
+        if v is not None:
+            intermediate[key] = v
+    return Rescored(value, normalized, intermediate)
+
+
+def fork_study(
+    study: optuna.Study,
+    *,
+    target_scores: Mapping[str, Sequence[float] | None] | None = None,
+    aggregation_type: str | None = None,
+    study_name: str | None = None,
+) -> optuna.Study:
+    """A new study holding ``study``'s finished trials re-scored under new targets/aggregation.
+
+    Args:
+        study: An nbtune study (it has a stored spec).
+        target_scores: New targets (default: unchanged). Environments must be among those the
+            trials ran.
+        aggregation_type: New aggregation (default: unchanged).
+        study_name: Name of the fork; default ``<parent>.r<N>`` with the first free N.
+
+    Returns:
+        The fork, in the same storage, with the parent's spec (changed as asked), budget total
+        and a link to the parent. Complete trials get their new value, pruned ones their new
+        intermediate values, failed ones are copied as they are; running and waiting trials stay
+        with the parent.
+
+    Raises:
+        ValueError: If the study has no nbtune spec, or the targets are invalid.
+    """
+    raw_spec = study.user_attrs.get(_attrs.STUDY_SPEC)
+    if raw_spec is None:
+        raise ValueError(
+            f"study {study.study_name!r} has no nbtune spec: its trials carry no raw scores "
+            "to re-score."
+        )
+    spec = StudySpec.from_json(raw_spec)
+    targets = check_target_scores(target_scores if target_scores is not None else spec.targets)
+    unknown = set(targets) - set(spec.targets)
+    if unknown:
+        raise ValueError(
+            f"target_scores: {sorted(unknown)} were not run in study {study.study_name!r}; "
+            f"its environments are {sorted(spec.targets)}. Start a new study to add some."
+        )
+    aggregation = check_aggregation(aggregation_type or spec.aggregation)
+    spec.targets = {k: None if v is None else list(v) for k, v in targets.items()}
+    spec.aggregation = aggregation
+
+    storage = study._storage
+    existing = {
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
+    if study_name is None:
+        n = 1
+        while f"{study.study_name}.r{n}" in existing:
+            n += 1
+        study_name = f"{study.study_name}.r{n}"
+    elif study_name in existing:
+        raise ValueError(f"a study named {study_name!r} exists already; choose another name.")
+    fork = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction=study.direction,
+        sampler=study.sampler,
+        pruner=study.pruner,
+    )
+    fork.set_user_attr(_attrs.STUDY_SPEC, spec.to_json())
+    fork.set_user_attr(PARENT, study.study_name)
+    if TOTAL_TRIALS in study.user_attrs:
+        fork.set_user_attr(TOTAL_TRIALS, study.user_attrs[TOTAL_TRIALS])
+
+    copies = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+            continue
+        user_attrs = dict(trial.user_attrs)
+        state, value, intermediate = trial.state, None, dict(trial.intermediate_values)
+        if trial.state != TrialState.FAIL:
+            rescored = rescore_trial(trial, targets, aggregation, spec.checkpoints)
+            if rescored is None:
+                continue  # cannot be re-scored exactly: leave it with the parent
+            user_attrs[_attrs.NORMALIZED_SCORES] = rescored.normalized
+            intermediate = rescored.intermediate
+            value = rescored.value
+            if state == TrialState.PRUNED:
+                value = intermediate[max(intermediate)] if intermediate else None
+        system_attrs = {k: v for k, v in trial.system_attrs.items() if k != _attrs.HEARTBEAT}
+        system_attrs["nbtune:forked_from"] = trial.number
+        frozen = optuna.trial.create_trial(
+            state=state,
+            value=value,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+            intermediate_values=intermediate,
+        )
+        frozen.datetime_start = trial.datetime_start
+        frozen.datetime_complete = trial.datetime_complete
+        copies.append(frozen)
+    fork.add_trials(copies)
+    return fork
