@@ -1,6 +1,8 @@
 """nbtune: tune the hyperparameters of training scripts across several tasks with Optuna.
 
-The core is headless: ``import nbtune`` never imports ipywidgets, IPython or plotly.
+The core is headless: ``import nbtune`` never imports ipywidgets, IPython or plotly; the
+notebook widget lives in ``nbtune.widgets`` and the charts' drawing functions in
+``nbtune.plots``.
 """
 
 from nbtune._rescore import fork_study
@@ -8,20 +10,22 @@ from nbtune._scheduler import TuningError
 from nbtune._scoring import interquartile_mean
 from nbtune._space import Param, SearchSpace
 from nbtune._spec import SpecMismatchError, StudySpec
+from nbtune._study_view import StudyView
 from nbtune._tuner import Tuner, trials_dataframe
 from nbtune._version import __version__
-
-# from nbtune.examples import example_script  # TODO restore when examples land
+from nbtune.examples import example_script
 
 __all__ = [
     "Param",
     "SearchSpace",
     "SpecMismatchError",
     "StudySpec",
+    "StudyView",
     "Tuner",
     "TuningError",
     "__version__",
-    # "example_script",
+    "example_script",
+    "fork_study",
     "interquartile_mean",
     "trials_dataframe",
 ]
