@@ -133,6 +133,8 @@ class Experiment:
     stopped: bool = False
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _liveness_fd: int | None = field(default=None, repr=False)
+    _paused_at: float | None = field(default=None, repr=False)
+    _paused_seconds: float = field(default=0.0, repr=False)
 
     @property
     def stdout_path(self) -> Path:
@@ -151,10 +153,36 @@ class Experiment:
 
     @property
     def seconds(self) -> float | None:
-        """Wall-clock duration so far, or in total once ended."""
+        """Wall-clock duration so far (or in total once ended), time spent paused excluded."""
         if self.started_at is None:
             return None
-        return (self.ended_at or time.monotonic()) - self.started_at
+        end = self.ended_at or self._paused_at or time.monotonic()
+        return end - self.started_at - self._paused_seconds
+
+    @property
+    def paused(self) -> bool:
+        """Whether the experiment is paused."""
+        return self._paused_at is not None
+
+    def pause(self) -> None:
+        """Freeze the script and everything it started (SIGSTOP), keeping its memory."""
+        if not self.running or self._paused_at is not None:
+            return
+        assert self._proc is not None
+        self._signal_group(signal.SIGSTOP)
+        # The guard itself keeps running, so it can still kill the group if the tuner dies.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._proc.pid, signal.SIGCONT)
+        self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        """Continue a paused experiment (SIGCONT)."""
+        if self._paused_at is None:
+            return
+        self._paused_seconds += time.monotonic() - self._paused_at
+        self._paused_at = None
+        if self.running:
+            self._signal_group(signal.SIGCONT)
 
     def start(self) -> None:
         """Start the script under the guard, in a new process group."""
@@ -208,6 +236,7 @@ class Experiment:
         if self._proc is None or self.returncode is not None:
             return
         self.stopped = True
+        self.resume()  # a stopped process would not act on SIGTERM
         self._signal_group(signal.SIGTERM)
         try:
             code = self._proc.wait(timeout=grace)

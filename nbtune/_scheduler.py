@@ -180,6 +180,8 @@ class Scheduler:
             while that much memory is available (``None``: no check).
         stop_event: Set it (from any thread) to stop: running experiments are ended and their
             trials failed as interrupted.
+        pause_event: While it is set, running experiments are frozen (SIGSTOP, resumed with
+            SIGCONT when it is cleared) and none starts; heartbeats go on.
         listeners: Hooks such as wandb tracking.
         log: Receives one line per event worth telling the user.
         study_script_sha256: Hash of the script when the study began; a different script is
@@ -204,6 +206,7 @@ class Scheduler:
         slot_env: Sequence[Mapping[str, str]] = (),
         memory_per_experiment: int | None = None,
         stop_event: threading.Event | None = None,
+        pause_event: threading.Event | None = None,
         listeners: Sequence[TrialListener] = (),
         log: Callable[[str], None] | None = print,
         study_script_sha256: str = "",
@@ -223,6 +226,8 @@ class Scheduler:
         self.memory_per_experiment = memory_per_experiment
         self._memory_warned = False
         self.stop_event = stop_event or threading.Event()
+        self.pause_event = pause_event or threading.Event()
+        self._paused = False
         self.listeners = list(listeners)
         self._log = log
         self._active: list[_TrialRun] = []
@@ -257,6 +262,16 @@ class Scheduler:
             while True:
                 if self.stop_event.is_set():
                     break
+                if self._sync_pause():
+                    now = time.monotonic()
+                    if now >= next_heartbeat:
+                        for run in self._active:
+                            record_heartbeat(self.study, run.trial._trial_id)
+                        next_heartbeat = now + self.heartbeat_interval
+                    if deadline is not None:
+                        deadline += self.poll_interval  # a pause does not use up the time budget
+                    self.stop_event.wait(self.poll_interval)
+                    continue
                 for run in list(self._active):
                     self._poll_trial(run)
                     if run.done:
@@ -319,6 +334,20 @@ class Scheduler:
         return summary
 
     # ----------------------------------------------------------------------------------------
+    def _sync_pause(self) -> bool:
+        """Freeze or continue running experiments to match ``pause_event``; return paused."""
+        paused = self.pause_event.is_set()
+        if paused != self._paused:
+            self._paused = paused
+            for run in self._active:
+                for exp in run.running:
+                    if paused:
+                        exp.pause()
+                    else:
+                        exp.resume()
+            self._say("nbtune: paused" if paused else "nbtune: resumed")
+        return paused
+
     def _free_slots(self) -> int:
         running = sum(len(run.running) for run in self._active)
         free = self.n_slots - running

@@ -234,40 +234,60 @@ class _Source:
 
 
 class _GenericSource(_Source):
-    """Any storage: list all trials (the storage's cost), return new and unfinished ones."""
+    """Any storage: list all trials (the storage's cost), return new and unfinished ones.
+
+    A waiting trial is returned again only if the storage replaced its object (no ``Trial``
+    updates waiting trials in place); running ones are always returned, to be compared.
+    """
 
     def __init__(self, storage: BaseStorage, study_id: int) -> None:
         self._storage = storage
         self._study_id = study_id
         self._n_seen = 0
-        self._unfinished: set[int] = set()  # trial numbers
+        self._unfinished: dict[int, FrozenTrial] = {}  # trial number -> object last returned
 
     def fetch(self) -> list[FrozenTrial]:
         trials = self._storage.get_all_trials(self._study_id, deepcopy=False)
-        out = list(trials[self._n_seen :])
-        for number in sorted(self._unfinished):
+        out = []
+        for number, last in self._unfinished.items():
             current = trials[number] if number < len(trials) else None
             if current is None or current.number != number:
                 current = next((t for t in trials if t.number == number), None)
-            if current is not None and number < self._n_seen:
+            if current is not None and _may_have_changed(current, last):
                 out.append(current)
+        out.extend(trials[self._n_seen :])
         self._n_seen = max(self._n_seen, len(trials))
-        for trial in out:
-            if trial.state.is_finished():
-                self._unfinished.discard(trial.number)
-            else:
-                self._unfinished.add(trial.number)
+        _track_unfinished(self._unfinished, out, lambda t: t.number)
         return out
 
 
+def _may_have_changed(current: FrozenTrial, last: FrozenTrial) -> bool:
+    return current is not last or current.state == TrialState.RUNNING
+
+
+def _track_unfinished(
+    unfinished: dict[int, FrozenTrial], trials: list[FrozenTrial], key: Any
+) -> None:
+    for trial in trials:
+        if trial.state.is_finished():
+            unfinished.pop(key(trial), None)
+        else:
+            unfinished[key(trial)] = trial
+
+
 class _JournalSource(_Source):
-    """Journal storages replay only new log lines: look at new trial ids and unfinished ones."""
+    """Journal storages replay only new log lines: look at new trial ids and unfinished ones.
+
+    The replay replaces a trial's object on every change, so an unfinished trial is returned
+    again when its object changed; running ones always (a ``Trial`` in this process may update
+    its object in place).
+    """
 
     def __init__(self, storage: JournalStorage, study_id: int) -> None:
         self._storage = storage
         self._study_id = study_id
         self._n_seen = 0
-        self._unfinished: set[int] = set()  # trial ids
+        self._unfinished: dict[int, FrozenTrial] = {}  # trial id -> object last returned
         # Fail early (and fall back to the generic source) if Optuna's internals moved.
         _ = storage._thread_lock, storage._replay_result._study_id_to_trial_ids
         _ = storage._replay_result._trials
@@ -281,14 +301,14 @@ class _JournalSource(_Source):
             if ids is None:
                 raise KeyError(f"study id {self._study_id} was deleted")
             trials = replay._trials
-            out = [trials[i] for i in sorted(self._unfinished)]
+            out = [
+                current
+                for trial_id, last in self._unfinished.items()
+                if _may_have_changed(current := trials[trial_id], last)
+            ]
             out.extend(trials[i] for i in ids[self._n_seen :])
             self._n_seen = len(ids)
-        for trial in out:
-            if trial.state.is_finished():
-                self._unfinished.discard(trial._trial_id)
-            else:
-                self._unfinished.add(trial._trial_id)
+        _track_unfinished(self._unfinished, out, lambda t: t._trial_id)
         return out
 
 
@@ -732,6 +752,7 @@ class StudyView:
         refresh: bool = True,
     ) -> None:
         self._storage = open_storage_for_reading(storage)
+        self._owns_storage = not isinstance(storage, BaseStorage)
         self._description = describe_storage(storage)
         self.study_name = self._resolve_name(study_name)
         self._study_id = self._storage.get_study_id_from_name(self.study_name)
@@ -798,6 +819,21 @@ class StudyView:
             f"n_trials={len(self._trials)})"
         )
 
+    def close(self) -> None:
+        """Release the database connections of a storage the view opened from a URL.
+
+        A storage object passed in by the caller is left alone. The view can still be read.
+        """
+        rdb = _unwrap_rdb(self._storage) if self._owns_storage else None
+        if rdb is not None:
+            rdb.engine.dispose()
+
+    def __enter__(self) -> StudyView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- reading ------------------------------------------------------------------------------
 
     def refresh(self) -> RefreshResult:
@@ -814,19 +850,20 @@ class StudyView:
         snapshot = self._source.shares_objects
         for trial in self._source.fetch():
             number = trial.number
+            position = self._position.get(number)
+            old = None if position is None else self._trials[position]
+            if old is not None and (trial is old or _same_trial(trial, old)):
+                continue
             if snapshot and not trial.state.is_finished():
                 # Optuna's Trial updates such objects in place: keep our own copy to compare.
                 trial = copy.deepcopy(trial)
-            position = self._position.get(number)
             if position is None:
                 self._insert(trial)
                 new.append(number)
                 if trial.state.is_finished():
                     finished.append(number)
             else:
-                old = self._trials[position]
-                if trial is old or _same_trial(trial, old):
-                    continue
+                assert old is not None
                 self._trials[position] = trial
                 self._columns.set(position, trial)
                 changed.append(number)

@@ -463,6 +463,7 @@ class Tuner:
         *,
         timeout: float | None = None,
         stop_event: threading.Event | None = None,
+        pause_event: threading.Event | None = None,
     ) -> FrozenTrial:
         """Add ``num_trials`` trials of ``num_seeds`` seeds each to the study; return the best.
 
@@ -474,6 +475,8 @@ class Tuner:
             num_seeds: Seeds per environment (``0 .. num_seeds - 1``); default the
                 constructor's, or the study's.
             timeout: Stop starting trials after this many seconds (running ones finish).
+            pause_event: While set (from another thread), running experiments are frozen and
+                none starts; clear it to go on.
             stop_event: Set it from another thread to stop: running experiments end and their
                 trials are failed, so none stays RUNNING.
 
@@ -490,7 +493,7 @@ class Tuner:
             raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
         num_seeds = self._prepare(num_seeds)
         self._extend(num_trials)
-        self._schedule(num_seeds, timeout, stop_event)
+        self._schedule(num_seeds, timeout, stop_event, pause_event)
         try:
             best = self.study.best_trial
         except ValueError:
@@ -515,11 +518,15 @@ class Tuner:
         return self._extend(num_trials)
 
     def work(
-        self, *, timeout: float | None = None, stop_event: threading.Event | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        stop_event: threading.Event | None = None,
+        pause_event: threading.Event | None = None,
     ) -> RunSummary:
         """Work on the study's remaining budget without adding to it (what a worker does)."""
         num_seeds = self._prepare(None)
-        return self._schedule(num_seeds, timeout, stop_event)
+        return self._schedule(num_seeds, timeout, stop_event, pause_event)
 
     def _prepare(self, num_seeds: int | None) -> int:
         """Open the study, settle the number of seeds with the stored spec, and return it."""
@@ -554,7 +561,11 @@ class Tuner:
         return total
 
     def _schedule(
-        self, num_seeds: int, timeout: float | None, stop_event: threading.Event | None
+        self,
+        num_seeds: int,
+        timeout: float | None,
+        stop_event: threading.Event | None,
+        pause_event: threading.Event | None = None,
     ) -> RunSummary:
         listeners: list[TrialListener] = []
         if self.wandb_kwargs:
@@ -575,6 +586,7 @@ class Tuner:
             slot_env=self.slot_env,
             memory_per_experiment=self.memory_per_experiment,
             stop_event=stop_event,
+            pause_event=pause_event,
             listeners=listeners,
             log=log,
             study_script_sha256=self._stored_spec.script_sha256,

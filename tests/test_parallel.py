@@ -154,3 +154,37 @@ def test_progress_bar_shows_the_study_from_the_storage(make_tuner, capsys):
     final = err.replace("\r", "\n").strip().splitlines()[-1]
     assert "3/3" in final and "0 running" in final and "0 failed" in final
     assert "best 0.9" in final
+
+
+def test_pause_freezes_experiments_and_resume_goes_on(make_tuner):
+    import threading
+    import time
+
+    pause, stop = threading.Event(), threading.Event()
+    tuner = make_tuner(params_fn=fixed(1e-3, **SLOW), n_slots=2, experiment_timeout=6.0)
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault(
+            "best", tuner.tune(num_trials=1, num_seeds=1, pause_event=pause, stop_event=stop)
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(list(tuner.runs_dir.glob("trial_*/*/runs/*/events*"))) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    pause.set()
+    time.sleep(0.5)
+    dirs = list(tuner.runs_dir.glob("trial_*/*"))
+    assert len(dirs) == 2
+    sizes = [sum(f.stat().st_size for f in d.rglob("events*")) for d in dirs]
+    time.sleep(1.5)  # frozen: nothing more is logged
+    assert [sum(f.stat().st_size for f in d.rglob("events*")) for d in dirs] == sizes
+    for d in dirs:
+        pid = json.loads((d / "received.json").read_text())["pid"]
+        with open(f"/proc/{pid}/stat") as f:
+            assert f.read().split(")")[-1].split()[0] == "T"  # stopped
+    time.sleep(4.0)  # longer than the timeout would allow if paused time counted
+    pause.clear()
+    thread.join(timeout=30)
+    assert result["best"].state == TrialState.COMPLETE

@@ -1,0 +1,1020 @@
+"""The data behind every live chart, computed from a :class:`~nbtune.StudyView`, then drawn.
+
+Each chart comes in two steps, in the style of Optuna's visualization module:
+
+* ``get_X_info(view, ...) -> XInfo``: a small frozen dataclass of numpy arrays, computed without
+  plotly (the CLI and tests use these directly). They read the view's numpy columns, so their cost
+  is a few vectorized passes, not Python work per trial.
+* ``plot_X(info) -> go.Figure`` and ``update_X_figure(fig, info)``: draw with plotly. Updating
+  replaces the data of the existing traces (inside ``fig.batch_update()``, one message for a
+  ``go.FigureWidget``) and creates them on first use, so a live figure is built once and its trace
+  objects are kept. Arrays are handed to plotly as numpy arrays (sent as binary buffers).
+
+plotly is imported only when drawing; without it, drawing raises an :class:`ImportError` that
+says ``pip install "nbtune[widgets]"``.
+
+Charts:
+
+* history: each trial's objective value and the best so far, with states;
+* parallel coordinates: one ``go.Parcoords`` trace, log axes for log-scaled parameters,
+  categorical parameters as indexed ticks, plus the score;
+* per-environment scores of the best trial and the top-k (``normalized_scores`` and
+  ``raw_scores`` trial user attributes, averaged over seeds);
+* learning curves (intermediate values) of running and recently finished trials;
+* status counts and an ETA (text, see :func:`format_status`).
+
+Example:
+    >>> import optuna
+    >>> from nbtune._study_view import StudyView
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> study = optuna.create_study(study_name="plots-demo", direction="maximize")
+    >>> study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=4)
+    >>> view = StudyView.from_study(study)
+    >>> info = get_history_info(view)
+    >>> len(info.numbers), bool(info.best[-1] == study.best_value)
+    (4, True)
+    >>> fig = plot_history(info)
+    >>> [trace.name for trace in fig.data]
+    ['Complete', 'Pruned', 'Best so far']
+
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from nbtune import _attrs
+from nbtune._study_view import StudyView
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = [
+    "EnvScoresInfo",
+    "HistoryInfo",
+    "LearningCurve",
+    "LearningCurvesInfo",
+    "ParcoordsDimension",
+    "ParcoordsInfo",
+    "StatusInfo",
+    "TrialEnvScores",
+    "format_status",
+    "get_env_scores_info",
+    "get_history_info",
+    "get_learning_curves_info",
+    "get_parcoords_info",
+    "get_status_info",
+    "plot_env_scores",
+    "plot_history",
+    "plot_learning_curves",
+    "plot_parcoords",
+    "update_env_scores_figure",
+    "update_history_figure",
+    "update_learning_curves_figure",
+    "update_parcoords_figure",
+]
+
+_RUNNING = int(TrialState.RUNNING)
+_COMPLETE = int(TrialState.COMPLETE)
+_PRUNED = int(TrialState.PRUNED)
+_FAIL = int(TrialState.FAIL)
+_FINISHED = (_COMPLETE, _PRUNED, _FAIL)
+# The study's trial budget as nbtune's scheduler records it (``nbtune._budget.TOTAL_TRIALS``).
+_TOTAL_TRIALS_KEY = "nbtune:total_trials"
+_INSTALL_HINT = 'drawing nbtune charts needs plotly: pip install "nbtune[widgets]"'
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _objective_name(view: StudyView, objective: int) -> str:
+    names = view.metric_names
+    if names and objective < len(names):
+        return names[objective]
+    return "Objective value" if not view.is_multi_objective else f"Objective {objective}"
+
+
+def _objective_note(view: StudyView, objective: int) -> str | None:
+    if not view.is_multi_objective:
+        return None
+    return (
+        f"multi-objective study: showing objective {objective} of {len(view.directions)} "
+        f"({view.directions[objective].name.lower()})"
+    )
+
+
+def _check_objective(view: StudyView, objective: int) -> None:
+    if not 0 <= objective < len(view.directions):
+        raise ValueError(
+            f"objective {objective} out of range: the study has {len(view.directions)} objective(s)"
+        )
+
+
+def _sign(direction: StudyDirection) -> float:
+    # Multiply by the sign so that smaller is always better.
+    return -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+
+
+def _complete_finite(view: StudyView, objective: int) -> tuple[np.ndarray, np.ndarray]:
+    cols = view.columns
+    values = cols.values[:, objective]
+    return (cols.state == _COMPLETE) & np.isfinite(values), values
+
+
+def _top_k_positions(view: StudyView, objective: int, k: int) -> np.ndarray:
+    """Rows of the ``k`` best complete trials with finite values, best first (ties: by number)."""
+    ok, values = _complete_finite(view, objective)
+    rows = np.flatnonzero(ok)
+    if k <= 0 or rows.size == 0:
+        return rows[:0]
+    keys = _sign(view.directions[objective]) * values[rows]
+    if rows.size > k:
+        part = np.argpartition(keys, k - 1)[:k]
+        rows, keys = rows[part], keys[part]
+    order = np.lexsort((rows, keys))  # rows ascend with trial numbers: ties go to the earliest
+    return rows[order]
+
+
+# --------------------------------------------------------------------------------------------
+# History
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryInfo:
+    """Each trial's objective value and the best value so far, in trial-number order.
+
+    Attributes:
+        numbers: Trial numbers of all trials.
+        states: ``int(TrialState)`` of each trial.
+        values: The objective value (NaN if the trial has none: running, failed, most pruned).
+        best: Best value among complete trials with finite values up to and including each
+            trial (NaN before the first one).
+        direction: The objective's direction.
+        objective: Which objective (0 for single-objective studies).
+        objective_name: Axis label.
+        note: Set for multi-objective studies (which objective is shown).
+
+    """
+
+    numbers: np.ndarray
+    states: np.ndarray
+    values: np.ndarray
+    best: np.ndarray
+    direction: StudyDirection
+    objective: int = 0
+    objective_name: str = "Objective value"
+    note: str | None = None
+
+    @property
+    def best_value(self) -> float | None:
+        """The best value so far, or ``None``."""
+        if self.best.size == 0 or math.isnan(self.best[-1]):
+            return None
+        return float(self.best[-1])
+
+
+def get_history_info(view: StudyView, objective: int = 0) -> HistoryInfo:
+    """Compute the optimization history of a study view.
+
+    Args:
+        view: The study view (refresh it first).
+        objective: Which objective to show (multi-objective studies; the note says so).
+
+    Returns:
+        The history: values and best-so-far for every trial.
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> study = optuna.create_study(study_name="history-demo")
+        >>> for v in (3.0, 1.0, 2.0):
+        ...     study.add_trial(optuna.trial.create_trial(value=v))
+        >>> get_history_info(StudyView.from_study(study)).best.tolist()
+        [3.0, 1.0, 1.0]
+
+    """
+    _check_objective(view, objective)
+    cols = view.columns
+    ok, values = _complete_finite(view, objective)
+    direction = view.directions[objective]
+    sign = _sign(direction)
+    keyed = np.where(ok, sign * values, np.inf)
+    best = np.minimum.accumulate(keyed) * sign if keyed.size else keyed.copy()
+    best[~np.isfinite(best)] = np.nan
+    return HistoryInfo(
+        numbers=cols.number.copy(),
+        states=cols.state.copy(),
+        values=values.copy(),
+        best=best,
+        direction=direction,
+        objective=objective,
+        objective_name=_objective_name(view, objective),
+        note=_objective_note(view, objective),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel coordinates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParcoordsDimension:
+    """One axis of the parallel-coordinates chart.
+
+    Attributes:
+        label: Axis title (the parameter name, or the objective name).
+        values: One value per shown trial: ``log10`` of the value for log-scaled parameters, the
+            index of the choice for categorical ones, the value otherwise.
+        range: ``(low, high)`` of the axis, in the same units as ``values``.
+        is_log: Whether the parameter's distribution is log-scaled.
+        is_categorical: Whether it is categorical.
+        tickvals: Where ticks go (log and categorical axes), else ``None``.
+        ticktext: Tick labels, in real units (aligned with ``tickvals``), else ``None``.
+
+    """
+
+    label: str
+    values: np.ndarray
+    range: tuple[float, float]
+    is_log: bool = False
+    is_categorical: bool = False
+    tickvals: tuple[float, ...] | None = None
+    ticktext: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ParcoordsInfo:
+    """Columns of a parallel-coordinates chart: the score, then one per parameter.
+
+    Only complete trials with a finite objective value that have every shown parameter are
+    rows (as in Optuna's ``plot_parallel_coordinate``); ``n_skipped`` counts the complete trials
+    left out for lacking a parameter.
+
+    Attributes:
+        numbers: Trial number of each row.
+        score: The objective column (also the line color).
+        dimensions: One column per parameter, sorted by name.
+        direction: The objective's direction (the color scale is reversed when minimizing).
+        objective: Which objective.
+        n_skipped: Complete trials left out because they lack a shown parameter.
+        note: Set for multi-objective studies.
+
+    """
+
+    numbers: np.ndarray
+    score: ParcoordsDimension
+    dimensions: tuple[ParcoordsDimension, ...]
+    direction: StudyDirection
+    objective: int = 0
+    n_skipped: int = 0
+    note: str | None = None
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    if values.size == 0:
+        return (0.0, 1.0)
+    return (float(values.min()), float(values.max()))
+
+
+def _log_ticks(low: float, high: float) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    # Ticks at each power of ten inside the range, plus the ends (Optuna's choice too).
+    ticks = [float(t) for t in range(math.ceil(low), math.floor(high) + 1)]
+    if not ticks or ticks[0] != low:
+        ticks.insert(0, low)
+    if ticks[-1] != high:
+        ticks.append(high)
+    return tuple(ticks), tuple(f"{10**t:.3g}" for t in ticks)
+
+
+def _param_dimension(
+    name: str, dist: BaseDistribution | None, column: np.ndarray
+) -> ParcoordsDimension:
+    if isinstance(dist, CategoricalDistribution):
+        ticks = tuple(float(i) for i in range(len(dist.choices)))
+        return ParcoordsDimension(
+            label=name,
+            values=column,
+            range=(0.0, float(max(len(dist.choices) - 1, 0))),
+            is_categorical=True,
+            tickvals=ticks,
+            ticktext=tuple(str(c) for c in dist.choices),
+        )
+    if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logged = np.log10(column)
+        low, high = _range(logged)
+        tickvals, ticktext = _log_ticks(low, high)
+        return ParcoordsDimension(
+            label=name,
+            values=logged,
+            range=(low, high),
+            is_log=True,
+            tickvals=tickvals,
+            ticktext=ticktext,
+        )
+    return ParcoordsDimension(label=name, values=column, range=_range(column))
+
+
+def get_parcoords_info(
+    view: StudyView, params: Sequence[str] | None = None, objective: int = 0
+) -> ParcoordsInfo:
+    """Compute the parallel-coordinates columns of a study view.
+
+    Args:
+        view: The study view.
+        params: Parameters to show (default: all the study has, sorted by name).
+        objective: Which objective is the score (multi-objective studies).
+
+    Returns:
+        The columns.
+
+    Raises:
+        ValueError: A requested parameter does not exist in the study.
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> from optuna.distributions import CategoricalDistribution, FloatDistribution
+        >>> study = optuna.create_study(study_name="parcoords-demo")
+        >>> dists = {"lr": FloatDistribution(1e-4, 1e-1, log=True),
+        ...          "batch": CategoricalDistribution([32, 64])}
+        >>> for lr, batch, v in ((1e-3, 64, 0.5), (1e-2, 32, 0.7)):
+        ...     study.add_trial(optuna.trial.create_trial(
+        ...         params={"lr": lr, "batch": batch}, distributions=dists, value=v))
+        >>> info = get_parcoords_info(StudyView.from_study(study))
+        >>> [d.label for d in info.dimensions], info.dimensions[1].values.round(6).tolist()
+        (['batch', 'lr'], [-3.0, -2.0])
+        >>> info.dimensions[0].values.tolist(), info.dimensions[0].ticktext
+        ([1.0, 0.0], ('32', '64'))
+
+    """
+    _check_objective(view, objective)
+    cols = view.columns
+    ok, values = _complete_finite(view, objective)
+    names = sorted(cols.params) if params is None else list(params)
+    missing = [n for n in names if n not in cols.params]
+    if missing:
+        raise ValueError(f"no parameter {missing[0]!r} in the study; it has {sorted(cols.params)}")
+    has_all = ok.copy()
+    for name in names:
+        has_all &= ~np.isnan(cols.params[name])
+    rows = np.flatnonzero(has_all)
+    score_values = values[rows]
+    dims = tuple(
+        _param_dimension(name, cols.distributions.get(name), cols.params[name][rows])
+        for name in names
+    )
+    return ParcoordsInfo(
+        numbers=cols.number[rows],
+        score=ParcoordsDimension(
+            label=_objective_name(view, objective),
+            values=score_values,
+            range=_range(score_values),
+        ),
+        dimensions=dims,
+        direction=view.directions[objective],
+        objective=objective,
+        n_skipped=int(ok.sum()) - int(rows.size),
+        note=_objective_note(view, objective),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Per-environment scores
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialEnvScores:
+    """One trial's scores per environment, averaged over seeds (aligned with ``env_ids``).
+
+    Attributes:
+        number: The trial number.
+        value: Its objective value.
+        normalized: Mean normalized score per environment (NaN where none).
+        normalized_std: Standard deviation over seeds (0 for one seed, NaN where none).
+        raw: Mean raw score per environment (NaN where none).
+        n_seeds: How many seeds have a normalized (else raw) score, per environment.
+
+    """
+
+    number: int
+    value: float
+    normalized: np.ndarray
+    normalized_std: np.ndarray
+    raw: np.ndarray
+    n_seeds: np.ndarray
+
+
+@dataclass(frozen=True)
+class EnvScoresInfo:
+    """Per-environment scores of the top-k trials, best first.
+
+    Empty (no ``env_ids``, no ``trials``) for studies without nbtune's score attributes.
+
+    Attributes:
+        env_ids: Environments, in the order they first appear (best trial first).
+        trials: The top-k complete trials that have per-environment scores, best first.
+        direction: The objective's direction.
+        objective: Which objective ranks the trials.
+        note: Set for multi-objective studies.
+
+    """
+
+    env_ids: tuple[str, ...]
+    trials: tuple[TrialEnvScores, ...]
+    direction: StudyDirection
+    objective: int = 0
+    note: str | None = None
+
+    @property
+    def best(self) -> TrialEnvScores | None:
+        """The best trial's scores, or ``None``."""
+        return self.trials[0] if self.trials else None
+
+
+def _seed_scores(value: Any) -> list[float]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item):
+            out.append(float(item))
+    return out
+
+
+def _env_dict(attrs: Mapping[str, Any], key: str) -> dict[str, list[float]]:
+    scores = attrs.get(key)
+    if not isinstance(scores, Mapping):
+        return {}
+    return {str(env): _seed_scores(v) for env, v in scores.items()}
+
+
+def get_env_scores_info(view: StudyView, k: int = 5, objective: int = 0) -> EnvScoresInfo:
+    """Compute per-environment scores of the best trial and the top-k.
+
+    Reads the ``normalized_scores`` and ``raw_scores`` trial user attributes
+    (``{env_id: [score per seed]}``, ``None`` for a seed without a score) and averages over seeds.
+
+    Args:
+        view: The study view.
+        k: How many of the best trials to include.
+        objective: Which objective ranks the trials (multi-objective studies).
+
+    Returns:
+        The scores; empty for studies without these attributes.
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> study = optuna.create_study(study_name="env-demo", direction="maximize")
+        >>> study.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
+        ...     "normalized_scores": {"CartPole-v1": [0.8, 0.6], "Acrobot-v1": [0.4, None]},
+        ...     "raw_scores": {"CartPole-v1": [400, 300], "Acrobot-v1": [-300, None]}}))
+        >>> info = get_env_scores_info(StudyView.from_study(study))
+        >>> info.env_ids, info.best.normalized.round(3).tolist(), info.best.n_seeds.tolist()
+        (('CartPole-v1', 'Acrobot-v1'), [0.7, 0.4], [2, 1])
+
+    """
+    _check_objective(view, objective)
+    numbers = view.columns.number
+    env_ids: dict[str, None] = {}
+    per_trial = []
+    for row in _top_k_positions(view, objective, k):
+        trial = view.trial(int(numbers[row]))
+        normalized = _env_dict(trial.user_attrs, _attrs.NORMALIZED_SCORES)
+        raw = _env_dict(trial.user_attrs, _attrs.RAW_SCORES)
+        if not normalized and not raw:
+            continue
+        for env in (*normalized, *raw):
+            env_ids.setdefault(env, None)
+        per_trial.append((trial.number, float(trial.values[objective]), normalized, raw))
+    envs = tuple(env_ids)
+    trials = []
+    for number, value, normalized, raw in per_trial:
+        norm_mean = np.full(len(envs), np.nan)
+        norm_std = np.full(len(envs), np.nan)
+        raw_mean = np.full(len(envs), np.nan)
+        n_seeds = np.zeros(len(envs), np.int64)
+        for i, env in enumerate(envs):
+            seeds = normalized.get(env) or []
+            if seeds:
+                norm_mean[i] = np.mean(seeds)
+                norm_std[i] = np.std(seeds)
+            if raw.get(env):
+                raw_mean[i] = np.mean(raw[env])
+            n_seeds[i] = len(seeds) if seeds else len(raw.get(env) or [])
+        trials.append(TrialEnvScores(number, value, norm_mean, norm_std, raw_mean, n_seeds))
+    return EnvScoresInfo(
+        env_ids=envs,
+        trials=tuple(trials),
+        direction=view.directions[objective],
+        objective=objective,
+        note=_objective_note(view, objective),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Learning curves
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """The intermediate values of one trial.
+
+    Attributes:
+        number: The trial number.
+        state: Its state.
+        steps: Steps, ascending.
+        values: The intermediate value at each step.
+        is_best: Whether it is the best trial.
+
+    """
+
+    number: int
+    state: TrialState
+    steps: np.ndarray
+    values: np.ndarray
+    is_best: bool = False
+
+
+@dataclass(frozen=True)
+class LearningCurvesInfo:
+    """Learning curves of running trials, recently finished ones and the best, by number.
+
+    Attributes:
+        curves: One per trial that has intermediate values.
+
+    """
+
+    curves: tuple[LearningCurve, ...]
+
+
+def get_learning_curves_info(
+    view: StudyView, recent: int = 10, include_best: bool = True, max_running: int = 50
+) -> LearningCurvesInfo:
+    """Collect the intermediate values of running and recently finished trials.
+
+    Args:
+        view: The study view.
+        recent: How many of the most recently finished trials to include.
+        include_best: Also include the best trial (to compare running trials with it).
+        max_running: At most this many running trials (the most recently started).
+
+    Returns:
+        The curves, by trial number; trials without intermediate values are left out.
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> study = optuna.create_study(study_name="curves-demo")
+        >>> trial = study.ask()
+        >>> trial.report(0.5, step=1); trial.report(0.25, step=2)
+        >>> info = get_learning_curves_info(StudyView.from_study(study))
+        >>> [(c.number, c.state.name, c.values.tolist()) for c in info.curves]
+        [(0, 'RUNNING', [0.5, 0.25])]
+
+    """
+    cols = view.columns
+    running = np.flatnonzero(cols.state == _RUNNING)
+    if running.size > max_running:
+        order = np.argsort(cols.datetime_start[running], kind="stable")
+        running = running[order[-max_running:]]
+    finished = np.flatnonzero(np.isin(cols.state, _FINISHED) & ~np.isnan(cols.datetime_complete))
+    if recent <= 0:
+        finished = finished[:0]
+    elif finished.size > recent:
+        times = cols.datetime_complete[finished]
+        finished = finished[np.argpartition(times, finished.size - recent)[-recent:]]
+    rows = set(running.tolist()) | set(finished.tolist())
+    best = view.best_number(0) if include_best and not view.is_multi_objective else None
+    if best is not None:
+        rows.add(view.position(best))
+    curves = []
+    for row in sorted(rows):
+        trial = view.trial(int(cols.number[row]))
+        if not trial.intermediate_values:
+            continue
+        steps = np.fromiter(sorted(trial.intermediate_values), np.int64)
+        values = np.array([trial.intermediate_values[s] for s in steps.tolist()], float)
+        curves.append(LearningCurve(trial.number, trial.state, steps, values, trial.number == best))
+    return LearningCurvesInfo(curves=tuple(curves))
+
+
+# --------------------------------------------------------------------------------------------
+# Status and ETA
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """Trial counts by state, and an estimate of the time left.
+
+    Attributes:
+        counts: Trials per state name (``"RUNNING"``, ``"COMPLETE"``, ...), zeros included.
+        n_trials: All trials.
+        n_finished: Complete, pruned and failed trials.
+        total: The trial budget (explicit, or from the study spec), or ``None``.
+        remaining: ``total - n_finished`` (not below 0), or ``None``.
+        seconds_per_trial: Mean interval between the recent completions (running trials in
+            parallel shorten it), or ``None`` with fewer than two finished trials.
+        eta_seconds: Estimated seconds until ``total`` trials are finished, or ``None``.
+        elapsed_seconds: Since the first trial started, or ``None``.
+        best_value: The best objective value so far (objective 0), or ``None``.
+
+    """
+
+    counts: Mapping[str, int]
+    n_trials: int
+    n_finished: int
+    total: int | None
+    remaining: int | None
+    seconds_per_trial: float | None
+    eta_seconds: float | None
+    elapsed_seconds: float | None
+    best_value: float | None = None
+
+
+def _recorded_total(view: StudyView) -> int | None:
+    """The trial budget the study records (nbtune's scheduler), else one in its spec."""
+    candidates: list[Any] = [view.user_attrs.get(_TOTAL_TRIALS_KEY)]
+    spec = view.spec or {}
+    for scope in (spec, spec.get("budget")):
+        if isinstance(scope, Mapping):
+            candidates.extend(scope.get(key) for key in ("num_trials", "n_trials"))
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def _budget_finished(view: StudyView, counts: Mapping[TrialState, int]) -> int:
+    """Finished trials as the budget counts them.
+
+    Complete and pruned trials count; a failed trial counts unless nbtune marked it as failed
+    because its process died (``nbtune:fail_kind`` other than ``"script"``: it is retried).
+    """
+    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    if not counts[TrialState.FAIL]:
+        return finished
+    cols = view.columns
+    for row in np.flatnonzero(cols.state == _FAIL):
+        kind = view.trial(int(cols.number[row])).system_attrs.get(_attrs.FAIL_KIND)
+        finished += kind is None or kind == "script"
+    return finished
+
+
+def get_status_info(
+    view: StudyView, total: int | None = None, window: int = 20, now: float | None = None
+) -> StatusInfo:
+    """Count trials by state and estimate the time left.
+
+    The rate is that of the last ``window`` completions (finished trials of any state); the ETA
+    is ``remaining * seconds_per_trial``, minus the time since the last completion.
+
+    Args:
+        view: The study view.
+        total: The trial budget; default: the one the study records (``nbtune:total_trials``),
+            else ``num_trials``/``n_trials`` in the study spec (at its top level or under
+            ``budget``), else unknown (no ETA). Finished trials count against it as nbtune's
+            scheduler counts them: a trial failed because its process died is retried, and
+            does not count.
+        window: How many recent completions give the rate.
+        now: The current POSIX time (for tests); default ``time.time()``.
+
+    Returns:
+        Counts, rate and ETA.
+
+    Example:
+        >>> import datetime, optuna
+        >>> from nbtune._study_view import StudyView
+        >>> study = optuna.create_study(study_name="status-demo")
+        >>> t0 = datetime.datetime(2025, 1, 1, 12, 0, 0)
+        >>> def finished(minutes):
+        ...     trial = optuna.trial.create_trial(value=1.0)
+        ...     trial.datetime_start = t0
+        ...     trial.datetime_complete = t0 + datetime.timedelta(minutes=minutes)
+        ...     return trial
+        >>> study.add_trials([finished(10), finished(20), finished(30)])
+        >>> _ = study.ask()
+        >>> info = get_status_info(StudyView.from_study(study), total=10,
+        ...                        now=(t0 + datetime.timedelta(minutes=30)).timestamp())
+        >>> info.counts["COMPLETE"], info.counts["RUNNING"], info.remaining
+        (3, 1, 7)
+        >>> info.seconds_per_trial, info.eta_seconds
+        (600.0, 4200.0)
+
+    """
+    cols = view.columns
+    now = time.time() if now is None else now
+    counts = view.count_states()
+    n_finished = sum(counts[TrialState(code)] for code in _FINISHED)
+    if total is None:
+        total = _recorded_total(view)
+    remaining = None if total is None else max(total - _budget_finished(view, counts), 0)
+    times = cols.datetime_complete[np.isin(cols.state, _FINISHED)]
+    times = times[~np.isnan(times)]
+    seconds_per_trial = None
+    last = None
+    if times.size > window >= 2:
+        times = times[np.argpartition(times, times.size - window)[-window:]]
+    if times.size >= 2:
+        recent = np.sort(times)
+        span = float(recent[-1] - recent[0])
+        seconds_per_trial = span / (recent.size - 1) if span > 0 else None
+        last = float(recent[-1])
+    eta = None
+    if remaining == 0:
+        eta = 0.0
+    elif remaining is not None and seconds_per_trial is not None and last is not None:
+        eta = max(remaining * seconds_per_trial - max(now - last, 0.0), 0.0)
+    starts = cols.datetime_start[~np.isnan(cols.datetime_start)]
+    elapsed = max(now - float(starts.min()), 0.0) if starts.size else None
+    best = None if view.is_multi_objective else view.best_number(0)
+    return StatusInfo(
+        counts={state.name: n for state, n in counts.items()},
+        n_trials=view.n_trials,
+        n_finished=n_finished,
+        total=total,
+        remaining=remaining,
+        seconds_per_trial=seconds_per_trial,
+        eta_seconds=eta,
+        elapsed_seconds=elapsed,
+        best_value=None if best is None else float(view.trial(best).values[0]),
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_status(info: StatusInfo) -> str:
+    """One line of text for a status: counts, progress, best value and ETA.
+
+    Example:
+        >>> info = StatusInfo(counts={"RUNNING": 2, "COMPLETE": 10, "PRUNED": 1, "FAIL": 0,
+        ...                           "WAITING": 0}, n_trials=13, n_finished=11, total=50,
+        ...                   remaining=39, seconds_per_trial=30.0, eta_seconds=1170.0,
+        ...                   elapsed_seconds=330.0, best_value=0.8123)
+        >>> format_status(info)
+        '11/50 finished: 10 complete, 1 pruned, 2 running | best 0.8123 | ETA 19m30s'
+
+    """
+    parts = [
+        f"{info.counts.get(name, 0)} {name.lower()}"
+        for name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+        if info.counts.get(name, 0)
+    ]
+    done = f"{info.n_finished}/{info.total}" if info.total is not None else f"{info.n_finished}"
+    text = f"{done} finished: " + (", ".join(parts) if parts else "no trials")
+    if info.best_value is not None:
+        text += f" | best {info.best_value:.4g}"
+    if info.eta_seconds is not None and info.remaining:
+        text += f" | ETA {_duration(info.eta_seconds)}"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------------
+
+
+def _go() -> Any:
+    try:
+        import plotly.graph_objects as go
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+    return go
+
+
+@contextlib.contextmanager
+def _batch(fig: Any) -> Iterator[None]:
+    # One message to the browser for a FigureWidget; harmless on a plain Figure.
+    batch = getattr(fig, "batch_update", None)
+    if batch is None:
+        yield
+    else:
+        with batch():
+            yield
+
+
+def _sync_traces(fig: Any, kinds: Sequence[type], make: Callable[[int], Any]) -> list[Any]:
+    """Make ``fig.data`` hold traces of these kinds, keeping the existing ones that fit."""
+    data = list(fig.data)
+    keep = 0
+    while keep < min(len(data), len(kinds)) and type(data[keep]) is kinds[keep]:
+        keep += 1
+    if keep < len(data):
+        fig.data = tuple(data[:keep])
+    if keep < len(kinds):
+        fig.add_traces([make(i) for i in range(keep, len(kinds))])
+    return list(fig.data)
+
+
+_HISTORY_TRACES = (
+    {"name": "Complete", "mode": "markers", "marker": {"color": "#1f77b4", "size": 6}},
+    {"name": "Pruned", "mode": "markers", "marker": {"color": "#b0b0b0", "size": 6}},
+    {"name": "Best so far", "mode": "lines", "line": {"color": "#d62728", "shape": "hv"}},
+)
+
+
+def _history_trace(i: int) -> Any:
+    return _go().Scatter(
+        **_HISTORY_TRACES[i],
+        hovertemplate="trial %{x}<br>%{y:.4g}<extra>%{fullData.name}</extra>",
+    )
+
+
+def update_history_figure(fig: Any, info: HistoryInfo) -> Any:
+    """Draw (first call) or update in place an optimization-history figure.
+
+    Args:
+        fig: A ``go.Figure`` or ``go.FigureWidget`` (empty, or drawn by this function).
+        info: From :func:`get_history_info`.
+
+    Returns:
+        ``fig``, with three traces: complete trials, pruned trials that have a value, and the
+        best value so far.
+
+    """
+    go = _go()
+    first = len(fig.data) == 0
+    finite = np.isfinite(info.values)
+    complete = finite & (info.states == _COMPLETE)
+    pruned = finite & (info.states == _PRUNED)
+    has_best = ~np.isnan(info.best)
+    with _batch(fig):
+        traces = _sync_traces(fig, (go.Scatter, go.Scatter, go.Scatter), _history_trace)
+        traces[0].x, traces[0].y = info.numbers[complete], info.values[complete]
+        traces[1].x, traces[1].y = info.numbers[pruned], info.values[pruned]
+        traces[2].x, traces[2].y = info.numbers[has_best], info.best[has_best]
+        if first:
+            fig.update_layout(
+                title={"text": "Optimization history" + (f" ({info.note})" if info.note else "")},
+                xaxis_title="Trial",
+                yaxis_title=info.objective_name,
+                legend={"orientation": "h", "y": -0.2},
+            )
+    return fig
+
+
+def plot_history(info: HistoryInfo) -> go.Figure:
+    """A new optimization-history figure (see :func:`update_history_figure`)."""
+    return update_history_figure(_go().Figure(), info)
+
+
+def _dimension_dict(dim: ParcoordsDimension) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": dim.label, "values": dim.values, "range": list(dim.range)}
+    if dim.tickvals is not None:
+        out["tickvals"] = list(dim.tickvals)
+        out["ticktext"] = list(dim.ticktext or ())
+    return out
+
+
+def update_parcoords_figure(fig: Any, info: ParcoordsInfo) -> Any:
+    """Draw (first call) or update in place a parallel-coordinates figure: one ``go.Parcoords``.
+
+    Args:
+        fig: A ``go.Figure`` or ``go.FigureWidget`` (empty, or drawn by this function).
+        info: From :func:`get_parcoords_info`.
+
+    Returns:
+        ``fig``, with one ``go.Parcoords`` trace colored by the score.
+
+    """
+    go = _go()
+    first = len(fig.data) == 0
+    with _batch(fig):
+        (trace,) = _sync_traces(fig, (go.Parcoords,), lambda i: go.Parcoords())
+        trace.dimensions = [_dimension_dict(d) for d in (info.score, *info.dimensions)]
+        trace.line = {
+            "color": info.score.values,
+            "colorscale": "Blues",
+            "reversescale": info.direction == StudyDirection.MINIMIZE,
+            "showscale": True,
+            "colorbar": {"title": {"text": info.score.label}},
+        }
+        if first:
+            fig.update_layout(
+                title={"text": "Parameters" + (f" ({info.note})" if info.note else "")}
+            )
+    return fig
+
+
+def plot_parcoords(info: ParcoordsInfo) -> go.Figure:
+    """A new parallel-coordinates figure (see :func:`update_parcoords_figure`)."""
+    return update_parcoords_figure(_go().Figure(), info)
+
+
+def update_env_scores_figure(fig: Any, info: EnvScoresInfo) -> Any:
+    """Draw (first call) or update in place the per-environment scores: grouped bars.
+
+    One bar trace per trial (best first, fully opaque; the others lighter), the mean normalized
+    score per environment with the seed standard deviation as error bars, and the raw score in the
+    hover text. An empty ``info`` leaves no traces.
+
+    Args:
+        fig: A ``go.Figure`` or ``go.FigureWidget`` (empty, or drawn by this function).
+        info: From :func:`get_env_scores_info`.
+
+    Returns:
+        ``fig``.
+
+    """
+    go = _go()
+    first = len(fig.data) == 0
+    envs = list(info.env_ids)
+    with _batch(fig):
+        traces = _sync_traces(fig, [go.Bar] * len(info.trials), lambda i: go.Bar())
+        for i, (trace, scores) in enumerate(zip(traces, info.trials, strict=True)):
+            trace.x = envs
+            trace.y = scores.normalized
+            trace.error_y = {"type": "data", "array": scores.normalized_std, "visible": True}
+            trace.customdata = np.stack([scores.raw, scores.n_seeds.astype(float)], axis=-1)
+            trace.name = ("best " if i == 0 else "") + f"#{scores.number} ({scores.value:.4g})"
+            trace.opacity = 1.0 if i == 0 else 0.55
+            trace.hovertemplate = (
+                "%{x}<br>normalized %{y:.3f}<br>raw %{customdata[0]:.4g}"
+                "<br>%{customdata[1]} seed(s)<extra>%{fullData.name}</extra>"
+            )
+        if first:
+            fig.update_layout(
+                title={"text": "Scores per environment (top trials)"},
+                barmode="group",
+                yaxis_title="Normalized score (mean over seeds)",
+            )
+    return fig
+
+
+def plot_env_scores(info: EnvScoresInfo) -> go.Figure:
+    """A new per-environment scores figure (see :func:`update_env_scores_figure`)."""
+    return update_env_scores_figure(_go().Figure(), info)
+
+
+def update_learning_curves_figure(fig: Any, info: LearningCurvesInfo) -> Any:
+    """Draw (first call) or update in place the learning curves: one line per trial.
+
+    Existing traces are reused in order (their data replaced), extra ones removed, missing ones
+    added. Running trials are solid, finished ones dotted, the best one thick.
+
+    Args:
+        fig: A ``go.Figure`` or ``go.FigureWidget`` (empty, or drawn by this function).
+        info: From :func:`get_learning_curves_info`.
+
+    Returns:
+        ``fig``.
+
+    """
+    go = _go()
+    first = len(fig.data) == 0
+    with _batch(fig):
+        traces = _sync_traces(
+            fig, [go.Scatter] * len(info.curves), lambda i: go.Scatter(mode="lines")
+        )
+        for trace, curve in zip(traces, info.curves, strict=True):
+            running = curve.state == TrialState.RUNNING
+            trace.x, trace.y = curve.steps, curve.values
+            label = "best " if curve.is_best else ""
+            trace.name = f"{label}#{curve.number} ({curve.state.name.lower()})"
+            trace.line = {
+                "dash": "solid" if running or curve.is_best else "dot",
+                "width": 3 if curve.is_best else 1.5,
+            }
+        if first:
+            fig.update_layout(
+                title={"text": "Learning curves"},
+                xaxis_title="Step",
+                yaxis_title="Intermediate value",
+            )
+    return fig
+
+
+def plot_learning_curves(info: LearningCurvesInfo) -> go.Figure:
+    """A new learning-curves figure (see :func:`update_learning_curves_figure`)."""
+    return update_learning_curves_figure(_go().Figure(), info)
