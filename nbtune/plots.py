@@ -59,6 +59,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from nbtune import _attrs
+from nbtune._budget import TOTAL_TRIALS, counts_as_finished
 from nbtune._study_view import StudyView
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ _PRUNED = int(TrialState.PRUNED)
 _FAIL = int(TrialState.FAIL)
 _FINISHED = (_COMPLETE, _PRUNED, _FAIL)
 # The study's trial budget as nbtune's scheduler records it (``nbtune._budget.TOTAL_TRIALS``).
-_TOTAL_TRIALS_KEY = "nbtune:total_trials"
 _INSTALL_HINT = 'drawing nbtune charts needs plotly: pip install "nbtune[widgets]"'
 
 
@@ -656,7 +656,7 @@ class StatusInfo:
 
 def _recorded_total(view: StudyView) -> int | None:
     """The trial budget the study records (nbtune's scheduler), else one in its spec."""
-    candidates: list[Any] = [view.user_attrs.get(_TOTAL_TRIALS_KEY)]
+    candidates: list[Any] = [view.user_attrs.get(TOTAL_TRIALS)]
     spec = view.spec or {}
     for scope in (spec, spec.get("budget")):
         if isinstance(scope, Mapping):
@@ -668,18 +668,17 @@ def _recorded_total(view: StudyView) -> int | None:
 
 
 def _budget_finished(view: StudyView, counts: Mapping[TrialState, int]) -> int:
-    """Finished trials as the budget counts them.
+    """Finished trials as the budget counts them (see :func:`nbtune._budget.counts_as_finished`).
 
-    Complete and pruned trials count; a failed trial counts unless nbtune marked it as failed
-    because its process died (``nbtune:fail_kind`` other than ``"script"``: it is retried).
+    Complete and pruned trials count; a failed trial counts unless it was interrupted or its
+    process died (it is retried).
     """
     finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     if not counts[TrialState.FAIL]:
         return finished
     cols = view.columns
     for row in np.flatnonzero(cols.state == _FAIL):
-        kind = view.trial(int(cols.number[row])).system_attrs.get(_attrs.FAIL_KIND)
-        finished += kind is None or kind == "script"
+        finished += counts_as_finished(view.trial(int(cols.number[row])))
     return finished
 
 
