@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -194,6 +195,55 @@ def test_seed_examples_run_with_only_the_import_changed(tmp_path, monkeypatch):
     }
     assert 0 < best.value < 1.1
     assert tuner.study_name.startswith("tuner_")
+
+
+@pytest.mark.parametrize("example", ["unknown_scales", "wandb"])
+def test_the_seeds_other_examples_run(tmp_path, monkeypatch, example):
+    """The seed's "w/o knowing the reward scales" and "w/ Weights and Biases" examples."""
+    monkeypatch.chdir(tmp_path)
+    extra = {}
+    if example == "wandb":
+        if os.environ.get("CI") != "true":
+            pytest.importorskip("wandb")
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+        monkeypatch.setenv("WANDB_SILENT", "true")
+        extra["wandb_kwargs"] = {"project": "cleanrl"}
+    from nbtune import Tuner
+
+    tuner = Tuner(
+        script=str(TOY),
+        metric="charts/episodic_return",
+        metric_last_n_average_window=50,
+        direction="maximize",
+        aggregation_type="average",
+        target_scores={
+            "CartPole-v1": None,
+        },
+        params_fn=lambda trial: {
+            "learning-rate": trial.suggest_loguniform("learning-rate", 0.0003, 0.003),
+            "num-minibatches": trial.suggest_categorical("num-minibatches", [1, 2, 4]),
+            "update-epochs": trial.suggest_categorical("update-epochs", [1, 2, 4, 8]),
+            "num-steps": trial.suggest_categorical("num-steps", [5, 16, 32, 64, 128]),
+            "vf-coef": trial.suggest_uniform("vf-coef", 0, 5),
+            "max-grad-norm": trial.suggest_uniform("max-grad-norm", 0, 5),
+            "total-timesteps": 10000,
+            "num-envs": 16,
+        },
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5),
+        sampler=optuna.samplers.TPESampler(),
+        verbose=False,
+        **extra,
+    )
+    best = tuner.tune(
+        num_trials=2,
+        num_seeds=1,
+    )
+    # None target: the value is the raw metric, CartPole's return (0 to 500 in the toy)
+    raw = best.user_attrs["raw_scores"]["CartPole-v1"][0]
+    assert best.value == raw and 0 < raw <= 505
+    if example == "wandb":
+        assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
 
 
 def test_num_seeds_in_the_constructor_is_the_default(make_tuner):
