@@ -386,21 +386,10 @@ class Tuner:
             stored_direction = existing.direction.name.lower()
             stored = existing.user_attrs.get(STUDY_SPEC)
             stored_spec = StudySpec.from_json(stored) if stored is not None else None
-            diff = (
-                stored_spec.differences(spec)
-                if stored_spec is not None
-                else (
-                    [f"  direction: stored {stored_direction!r}, given {self.direction!r}"]
-                    if stored_direction != self.direction
-                    else []
-                )
-            )
-            if stored_direction != self.direction and not any(
-                d.startswith("  direction") for d in diff
-            ):
-                diff.insert(
-                    0, f"  direction: stored {stored_direction!r}, given {self.direction!r}"
-                )
+            diff = stored_spec.differences(spec) if stored_spec is not None else []
+            if stored_spec is None and stored_direction != self.direction:
+                # A study nbtune did not create: only its direction can be compared.
+                diff.append(f"  direction: stored {stored_direction!r}, given {self.direction!r}")
             if diff and (not self.override_spec or stored_direction != self.direction):
                 fix = "Use another study_name for a new study" + (
                     ", or pass override_spec=True to continue it with the new definition."
