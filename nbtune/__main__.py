@@ -20,7 +20,7 @@ from nbtune._budget import budget_state
 from nbtune._results import best_trial, trial_config, trial_flags
 from nbtune._scheduler import TuningError
 from nbtune._spec import StudySpec, build_component
-from nbtune._storage import describe_storage, open_storage
+from nbtune._storage import StorageUnavailableError, describe_storage, open_storage
 from nbtune._tuner import Tuner
 
 #: Config-file keys that are Tuner constructor arguments, with their Python names.
@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CLIError, ValueError, TuningError) as exc:
+    except (CLIError, ValueError, TuningError, StorageUnavailableError) as exc:
         print(f"nbtune: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

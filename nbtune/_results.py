@@ -92,4 +92,3 @@ def _value(text: str) -> Any:
         except ValueError:
             pass
     return {"None": None, "True": True, "False": False}.get(text, text)
-

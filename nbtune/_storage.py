@@ -1,78 +1,160 @@
 """Opening Optuna storages the way nbtune needs them, and heartbeats for every storage.
 
 * SQLite paths are made absolute (so a study never silently lands in another working directory),
-  use WAL mode and a generous busy timeout (several writers: no "database is locked").
-* ``mysql://`` uses the pure-Python PyMySQL driver when ``mysqlclient`` is not installed.
+  use WAL mode, a generous busy timeout and transactions that lock at their start (several
+  writers: atomic claims, no "database is locked").
+* ``mysql://`` uses the pure-Python PyMySQL driver when ``mysqlclient`` is not installed, and
+  ``postgresql://`` uses psycopg2 when psycopg 3 (SQLAlchemy 2.1's default driver) is not.
+* Relational storages survive an outage: every storage call is retried with backoff while the
+  database is unreachable, locked or restarting (:class:`ResilientRDBStorage`), and the writes
+  whose answer can be lost in a dropped connection (finishing a trial, creating one) are safe to
+  repeat.
 * Relational storages get Optuna's heartbeat, and stale trials are retried. Storages without
   Optuna's heartbeat (the journal file) get nbtune's own, kept in a trial system attribute.
-* Passwords never appear in what nbtune prints: see :func:`redact_url`.
+* Passwords never appear in what nbtune prints: see :func:`redact_url` and :func:`scrub`.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime
+import functools
 import importlib.util
+import json
 import os
+import random
+import re
+import sys
+import threading
 import time
+import urllib.parse
+import uuid
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy.event
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages import fail_stale_trials as optuna_fail_stale_trials
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs
+from nbtune._budget import QUEUED_MARKS
 
 DEFAULT_STORAGE = "sqlite:///cleanrl_hpopt.db"
+#: Seconds a storage call keeps retrying while the database is unreachable.
+DEFAULT_RETRY_SECONDS = 120.0
 _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_SQLITE_BUSY_TIMEOUT = 60.0  # seconds SQLite waits for a lock before "database is locked"
+_CREATE_TOKEN = "nbtune:create_token"
+# user:password@ (password up to the last "@" before the path: more hidden rather than less).
+_PASSWORD_IN_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?#]*):[^?#]*@")
+_PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[&;])(?:password|passwd|pwd)=)[^&;#]*")
+T = TypeVar("T")
+
+
+class StorageUnavailableError(RuntimeError):
+    """The database cannot be reached: when opening it, or for longer than the retry window."""
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a storage URL.
+    """Hide the password of a storage URL, in ``user:password@`` and in ``?password=``.
 
     Example:
         >>> redact_url("postgresql://alice:s3cret@db.example:5432/study")
         'postgresql://alice:***@db.example:5432/study'
+        >>> redact_url("mysql+pymysql://bob@db/test?password=hunter2&charset=utf8mb4")
+        'mysql+pymysql://bob@db/test?password=***&charset=utf8mb4'
         >>> redact_url("sqlite:////tmp/x.db")
         'sqlite:////tmp/x.db'
 
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    if url.lower().startswith("sqlite"):
         return url
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+    url = _PASSWORD_IN_USERINFO.sub(r"\1:***@", url, count=1)
+    head, qmark, query = url.partition("?")
+    if qmark:
+        url = head + qmark + _PASSWORD_IN_QUERY.sub(r"\1***", query)
+    return url
 
 
-def describe_storage(storage: str | BaseStorage) -> str:
+def url_passwords(url: str) -> list[str]:
+    """The password(s) written in a storage URL, as written and URL-decoded (empty if none).
+
+    Example:
+        >>> url_passwords("postgresql://alice:p%40ss@db/study")
+        ['p%40ss', 'p@ss']
+        >>> url_passwords("sqlite:////tmp/x.db")
+        []
+
+    """
+    found: list[str] = []
+    match = re.match(r"^[A-Za-z][\w+.-]*://[^:/@?#]*:([^?#]*)@", url)
+    if match and match.group(1):
+        found.append(match.group(1))
+    _, _, query = url.partition("?")
+    pattern = r"(?i)(^|[&;])(?:password|passwd|pwd)=([^&;#]+)"
+    found += [m.group(2) for m in re.finditer(pattern, query)]
+    decoded = [urllib.parse.unquote(p) for p in found]
+    return list(dict.fromkeys(p for p in found + decoded if p))
+
+
+def scrub(text: str, url: str | None) -> str:
+    """Replace every password of ``url`` in ``text`` with ``***`` (for messages that embed it).
+
+    Example:
+        >>> scrub("cannot connect to u:pw1@db", "postgresql://u:pw1@db/x")
+        'cannot connect to u:***@db'
+
+    """
+    for password in sorted(url_passwords(url or ""), key=len, reverse=True):
+        text = text.replace(password, "***")
+    return text
+
+
+def describe_storage(storage: str | os.PathLike[str] | BaseStorage) -> str:
     """A printable name for a storage, password hidden."""
-    if isinstance(storage, str):
-        return redact_url(storage)
+    if isinstance(storage, (str, os.PathLike)):
+        return redact_url(os.fspath(storage))
     if isinstance(storage, RDBStorage):
-        return redact_url(storage.url)
+        return redact_url(str(storage.url))
+    path = getattr(getattr(storage, "_backend", None), "_file_path", None)
+    if isinstance(storage, JournalStorage) and isinstance(path, str):
+        return path
     return type(storage).__name__
 
 
 def resolve_storage_url(url: str) -> str:
-    """Make a SQLite URL absolute and pick an installed MySQL driver.
+    """Make a SQLite URL absolute and pick an installed MySQL or PostgreSQL driver.
+
+    ``mysql://`` means the ``mysqlclient`` driver, which has no Linux wheels: PyMySQL is used
+    when it is missing. ``postgresql://`` means psycopg 3 since SQLAlchemy 2.1: psycopg2 is used
+    when only it is installed. ``postgres://`` (Heroku's spelling) means ``postgresql://``.
 
     Example:
         >>> resolve_storage_url("sqlite:////tmp/study.db")
         'sqlite:////tmp/study.db'
+        >>> resolve_storage_url("postgresql+psycopg2://u@db/x")
+        'postgresql+psycopg2://u@db/x'
 
     """
     if url.startswith("sqlite:///") and url not in ("sqlite:///:memory:",):
         path = url[len("sqlite:///") :]
         if path and not path.startswith(":"):
             return "sqlite:///" + str(Path(path).expanduser().resolve())
-    if url.startswith("mysql://") and importlib.util.find_spec("MySQLdb") is None:
+    if url.startswith("mysql://") and not _installed("MySQLdb") and _installed("pymysql"):
         return "mysql+pymysql://" + url[len("mysql://") :]
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://") and not _installed("psycopg") and _installed("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
     return url
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -89,6 +171,7 @@ def open_storage(
     grace_period: int | None = None,
     max_retry: int | None = 3,
     must_exist: bool = False,
+    retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> BaseStorage:
     """Open a storage given as a URL, a journal-file path, or a storage object.
 
@@ -104,12 +187,18 @@ def open_storage(
         max_retry: How many times a trial whose process died is run again.
         must_exist: Refuse a SQLite or journal file that does not exist instead of creating an
             empty study database (for workers joining a study).
+        retry_seconds: How long each storage call keeps retrying while the database is
+            unreachable or locked (relational storages). Opening does not retry: a wrong URL
+            or password fails at once.
 
     Returns:
         The storage.
 
     Raises:
-        ValueError: For an unknown URL scheme, or a missing file with ``must_exist``.
+        ValueError: For an unknown URL scheme, a missing driver, or a missing file with
+            ``must_exist``.
+        StorageUnavailableError: When the database cannot be reached (the message has no
+            password).
 
     """
     if storage is None:
@@ -139,7 +228,7 @@ def open_storage(
     engine_kwargs: dict[str, Any] = {}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}
+        engine_kwargs = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT}}
     else:
         # Survive a database restart or a dropped connection between two polls.
         engine_kwargs = {"pool_pre_ping": True}
@@ -147,27 +236,332 @@ def open_storage(
         # The heartbeat arguments are marked experimental since Optuna 2.9; nbtune relies on them.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = (
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+            RetryStaleTrial(max_retry=max_retry)
             if heartbeat_interval is not None and max_retry != 0
             else None
         )
-        rdb = RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=callback,
-        )
+        try:
+            rdb = ResilientRDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=callback,
+                retry_seconds=retry_seconds,
+            )
+        except ImportError:
+            raise ValueError(
+                f"no database driver for {redact_url(text)}: install psycopg2-binary for "
+                "postgresql:// (pip install 'nbtune[postgres]') or PyMySQL for mysql:// "
+                "(pip install 'nbtune[mysql]')."
+            ) from None
+        except sqlalchemy.exc.DBAPIError as exc:
+            # Opening does not retry: a wrong host, database or password should fail now.
+            raise StorageUnavailableError(
+                f"cannot open {redact_url(text)}: {scrub(_short_error(exc), url)}"
+            ) from None
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            raise ValueError(
+                f"invalid storage URL {redact_url(text)}: {scrub(_short_error(exc), url)}"
+            ) from None
     if path is not None:
         _enable_wal(rdb)
+        _begin_transactions_at_once(rdb.engine)
     return rdb
 
 
 def _enable_wal(storage: RDBStorage) -> None:
     # WAL is a property of the database file: setting it once is enough, and it lets readers
-    # (the live view) work while a writer commits. It roughly doubled throughput here.
+    # (the live view) work while a writer commits. It roughly doubled throughput here. A file
+    # system without shared memory (some network mounts) refuses it: SQLite then stays in its
+    # rollback journal, slower but correct.
     with storage.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    # Pooled connections opened before (creating the tables) report their old mode until they
+    # reread the file header: start afresh, so every connection reports (and uses) WAL.
+    storage.engine.dispose()
+
+
+class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial, minus what belonged to the dead run.
+
+    The retry copies the failed trial's system attributes; nbtune's heartbeat, failure kind and
+    creation token describe the dead run, and an inherited heartbeat would make the retry look
+    stale (or alive) before it ran.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Queue a copy of ``trial`` to run again (at most ``max_retry`` times)."""
+        trial = copy.copy(trial)
+        trial.system_attrs = {
+            k: v
+            for k, v in trial.system_attrs.items()
+            if k not in (_attrs.HEARTBEAT, _attrs.FAIL_KIND, _CREATE_TOKEN)
+        }
+        super().__call__(study, trial)
+
+
+def _begin_transactions_at_once(engine: sqlalchemy.engine.Engine) -> None:
+    """Make each SQLite transaction take the write lock at its start, reads included.
+
+    Python's sqlite3 module begins a transaction only at the first INSERT/UPDATE/DELETE: the
+    SELECT before it runs on its own, so two processes could both read a trial as WAITING and
+    both set it RUNNING (4 processes popping 200 reservations claimed 256). ``BEGIN IMMEDIATE``
+    (emitted by us, SQLAlchemy's documented recipe) makes read-then-write atomic and makes
+    concurrent transactions wait for each other under the busy timeout instead of failing with
+    "database is locked" when a read turns into a write. Readers outside nbtune's workers (the
+    live view) are not held up: in WAL mode they never wait for a writer.
+
+    ``synchronous=NORMAL`` is SQLite's advice for WAL: no fsync at each commit, and a database
+    that stays consistent through a crash; only the last commits before a power cut can be lost.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN, off
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _short_error(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's SQL and background link.
+
+    Optuna wraps errors raised while committing in a ``StorageInternalError`` whose message
+    blames invalid data: the database's own error, its cause, says what happened.
+    """
+    current: BaseException | None = exc
+    for _ in range(5):
+        if current is None or isinstance(current, sqlalchemy.exc.DBAPIError):
+            break
+        current = current.__cause__ or current.__context__
+    root = exc if current is None else current
+    text = str(getattr(root, "orig", None) or root).strip()
+    return text.splitlines()[0] if text else type(root).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Surviving an outage
+# --------------------------------------------------------------------------------------------
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error is worth retrying: connection lost or refused, database locked.
+
+    SQLAlchemy reports those as ``OperationalError`` or ``InterfaceError`` (or any DBAPI error
+    that invalidated its connection); Optuna wraps errors raised while committing in
+    ``StorageInternalError``, with the database error as its cause.
+    """
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        if isinstance(
+            current,
+            (
+                sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.InterfaceError,
+                sqlalchemy.exc.PendingRollbackError,
+                sqlalchemy.exc.TimeoutError,  # the connection pool is exhausted
+            ),
+        ):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if not isinstance(current, (optuna.exceptions.StorageInternalError,)):
+            return False
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+_in_call = threading.local()  # one retry loop per thread: nested storage calls do not retry
+
+
+def _retried(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> T:
+        return self._retry(lambda retried: method(self, *args, **kwargs))
+
+    return wrapper
+
+
+class ResilientRDBStorage(RDBStorage):
+    """Optuna's relational storage, with every call retried while the database is unreachable.
+
+    A lost or refused connection, a server restart, a killed session, or SQLite's "database is
+    locked" make a call wait and try again (exponential backoff up to 2 s, 0.25 s for a lock,
+    with jitter so that many workers do not reconnect in step) for up to ``retry_seconds``;
+    then :class:`StorageUnavailableError` is raised. One line on standard error tells when an outage
+    lasts over a second, and one more when the database is back.
+
+    A retried write may have been committed by the attempt whose answer was lost, so the writes
+    that are not naturally repeatable are made so: finishing a trial that is already finished
+    the same way succeeds, and a trial created from a template carries a token that a retry
+    looks for before creating it again. (Setting attributes, parameters, intermediate values
+    and heartbeats are upserts, repeatable as they are.) A claim of a waiting trial whose
+    answer was lost reports the claim as lost: the trial then runs nowhere, and
+    :func:`fail_stale_trials` gives it back after the grace period.
+
+    Args:
+        url: The database URL.
+        retry_seconds: How long a call keeps retrying.
+        **kwargs: :class:`optuna.storages.RDBStorage` arguments.
+
+    """
+
+    def __init__(
+        self, url: str, *, retry_seconds: float = DEFAULT_RETRY_SECONDS, **kwargs: Any
+    ) -> None:
+        super().__init__(url, **kwargs)
+        self.retry_seconds = retry_seconds
+        self._tokens_tried: set[str] = set()  # creations attempted and not yet returned
+        #: ``time.monotonic()`` when the last outage (a call retried, not for a lock) ended.
+        self.recovered_at: float | None = None
+
+    def _retry(self, operation: Callable[[bool], T]) -> T:
+        """Run ``operation(retried)`` until it succeeds, retrying transient database errors."""
+        if getattr(_in_call, "active", False):
+            return operation(False)  # the outermost call owns the retry loop
+        _in_call.active = True
+        try:
+            started = time.monotonic()
+            delay = 0.05
+            retried = False
+            told = False
+            locked = False
+            while True:
+                try:
+                    result = operation(retried)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    waited = time.monotonic() - started
+                    if waited >= self.retry_seconds:
+                        raise StorageUnavailableError(
+                            f"the storage {redact_url(str(self.url))} stayed unreachable for "
+                            f"{waited:.0f} s (retry_seconds): "
+                            f"{scrub(_short_error(exc), str(self.url))}"
+                        ) from None
+                    reason = scrub(_short_error(exc), str(self.url))
+                    locked = "locked" in reason
+                    if not told and waited >= 1.0:
+                        told = True
+                        _say(
+                            f"nbtune: storage {redact_url(str(self.url))} unreachable or busy "
+                            f"({reason}); retrying for up to {self.retry_seconds:.0f} s"
+                        )
+                    if not locked:
+                        # The pool may hold connections to a server that restarted: drop them.
+                        self.engine.dispose()
+                    time.sleep(min(delay, self.retry_seconds - waited) * random.uniform(0.5, 1.0))
+                    # A lock passes in milliseconds; a server takes seconds to come back.
+                    delay = min(2 * delay, 0.25 if locked else 2.0)
+                    retried = True
+                    continue
+                if retried and not locked:  # an outage, not a passing lock
+                    self.recovered_at = time.monotonic()
+                if told:
+                    _say(
+                        f"nbtune: storage reachable again after {time.monotonic() - started:.1f} s"
+                    )
+                return result
+        finally:
+            _in_call.active = False
+
+    # Writes that must be repeatable -----------------------------------------------------------
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """Set a trial's state; finishing it again the same way after a lost answer succeeds."""
+
+        def operation(retried: bool) -> bool:
+            try:
+                return RDBStorage.set_trial_state_values(self, trial_id, state, values)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if retried and state.is_finished():
+                    done = RDBStorage.get_trial(self, trial_id)
+                    same_values = values is None or done.values == [float(v) for v in values]
+                    if done.state == state and same_values:
+                        return True  # our earlier attempt committed; its answer was lost
+                raise
+
+        return self._retry(operation)
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        """Create a trial; a template's copy carries a token so a retry never creates two."""
+        if template_trial is None:
+            return self._retry(lambda _: RDBStorage._create_new_trial(self, study_id, None))
+        token = uuid.uuid4().hex
+        template = copy.copy(template_trial)
+        template.system_attrs = {**template_trial.system_attrs, _CREATE_TOKEN: token}
+        try:
+            return self._retry(lambda _: RDBStorage._create_new_trial(self, study_id, template))
+        finally:
+            self._tokens_tried.discard(token)
+
+    def _get_prepared_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None, session: Any
+    ) -> Any:
+        # Optuna retries a failed creation itself (and so may we): from the second attempt on,
+        # look for the trial a previous attempt committed, under the study's row lock.
+        token = None if template_trial is None else template_trial.system_attrs.get(_CREATE_TOKEN)
+        if token is not None:
+            if token in self._tokens_tried:
+                from optuna.storages._rdb import models
+
+                attr = models.TrialSystemAttributeModel
+                existing = (
+                    session.query(models.TrialModel)
+                    .join(attr, attr.trial_id == models.TrialModel.trial_id)
+                    .filter(models.TrialModel.study_id == study_id)
+                    .filter(attr.key == _CREATE_TOKEN, attr.value_json == json.dumps(token))
+                    .one_or_none()
+                )
+                if existing is not None:
+                    return existing
+            self._tokens_tried.add(token)
+        return super()._get_prepared_new_trial(study_id, template_trial, session)
+
+
+# Every other call the study, the cache and the heartbeat make is retried as it is. Methods that
+# only delegate to a retried one (create_new_trial, set_trial_param, get_all_trials) are left
+# alone: their inner call retries.
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "_set_trial_param",
+    "get_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "_get_trials",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    setattr(ResilientRDBStorage, _name, _retried(getattr(RDBStorage, _name)))
+del _name
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
@@ -179,12 +573,22 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
     """Record that a running trial is alive: Optuna's heartbeat where it exists, and nbtune's.
 
     nbtune's own (a trial system attribute) works on every storage and lets a process see that
-    another one is still working on the study.
+    another one is still working on the study. The trial is also remembered as this process's
+    own: :func:`fail_stale_trials` called here never fails it, however late its heartbeat.
     """
     storage = study._storage
+    _own_trials.add((_storage_key(storage), trial_id))
     if uses_optuna_heartbeat(storage):
         storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
     storage.set_trial_system_attr(trial_id, _attrs.HEARTBEAT, time.time())
+
+
+# Trials whose heartbeat this process records, by storage: alive as long as this process is.
+_own_trials: set[tuple[str, int]] = set()
+
+
+def _storage_key(storage: BaseStorage) -> str:
+    return describe_storage(getattr(storage, "_backend", storage))
 
 
 def fail_stale_trials(
@@ -192,36 +596,71 @@ def fail_stale_trials(
 ) -> list[int]:
     """Fail running trials whose process died, and queue them again.
 
-    Relational storages use Optuna's heartbeat and its stale-trial callback. For other storages
-    (the journal file) a running trial whose ``nbtune:heartbeat`` is older than ``grace_period``
-    seconds is failed and re-enqueued (at most ``max_retry`` times), the same way.
+    A running trial is stale when its heartbeat is older than ``grace_period`` seconds: Optuna's
+    heartbeat on relational storages (timed by the database's clock), nbtune's
+    ``nbtune:heartbeat`` elsewhere (the journal file). A trial taken from the queue (a
+    reservation, a retry or an enqueued configuration) that has been running for
+    ``grace_period`` seconds without any heartbeat is stale too: its process died between
+    taking it and its first heartbeat, or lost the answer to its claim in a dropped connection.
+    Stale trials are failed (``nbtune:fail_kind`` ``"stale"``) and queued again, at most
+    ``max_retry`` times.
+
+    Never failed here: this process's own trials (it is alive), and anything while the storage
+    has been back from an outage for less than ``grace_period`` (nobody could beat during it:
+    every process gets a grace period to catch up before anyone is judged dead).
 
     Returns:
-        Numbers of the trials failed here (nbtune's own heartbeat only; Optuna does not say).
+        Numbers of the trials failed here.
 
     """
     storage = study._storage
-    if uses_optuna_heartbeat(storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna_fail_stale_trials(study)
+    backend = getattr(storage, "_backend", storage)
+    recovered = getattr(backend, "recovered_at", None)
+    if recovered is not None and time.monotonic() - recovered < grace_period:
         return []
+    key = _storage_key(storage)
+    optuna_heartbeat = uses_optuna_heartbeat(storage)
+    stale_ids: set[int] = set()
+    if optuna_heartbeat:
+        stale_ids = set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
     now = time.time()
+    local_now = datetime.datetime.now()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.system_attrs.get(_attrs.HEARTBEAT)
-        if beat is None or now - float(beat) <= grace_period:
+        if (key, trial._trial_id) in _own_trials:
             continue
-        try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+        beat = trial.system_attrs.get(_attrs.HEARTBEAT)
+        started = trial.datetime_start
+        if beat is not None and started is not None and float(beat) < started.timestamp() - 1:
+            beat = None  # inherited from the failed trial this one retries (older nbtune)
+        if optuna_heartbeat and trial._trial_id in stale_ids:
+            pass
+        elif beat is None:
+            queued = QUEUED_MARKS & trial.system_attrs.keys()
+            if not queued or started is None:
+                continue  # not nbtune's: some other tool runs it
+            if (local_now - started).total_seconds() <= grace_period:
                 continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process got there first
-        storage.set_trial_system_attr(trial._trial_id, _attrs.FAIL_KIND, "stale")
-        failed.append(trial.number)
-        if max_retry != 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-            retry(study, storage.get_trial(trial._trial_id))
+        elif optuna_heartbeat or now - float(beat) <= grace_period:
+            continue
+        if _fail_and_requeue(study, trial, max_retry):
+            failed.append(trial.number)
     return failed
+
+
+def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
+    storage = study._storage
+    try:
+        # The kind first: a finished trial takes no more attributes. Should the trial end
+        # meanwhile, its own state wins (a complete trial counts whatever its kind says).
+        storage.set_trial_system_attr(trial._trial_id, _attrs.FAIL_KIND, "stale")
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # another process got there first
+    if max_retry != 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryStaleTrial(max_retry=max_retry)
+        retry(study, storage.get_trial(trial._trial_id))
+    return True

@@ -1,0 +1,217 @@
+"""HTML for the panel's text parts, computed from a :class:`~nbtune.StudyView` (no widgets here).
+
+Every string that comes from the study (parameter values, failure reasons, stderr) is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from nbtune import _attrs
+from nbtune._study_view import StudyView
+from nbtune.plots import StatusInfo, format_status
+
+#: Colors of trial states, shared by the progress bar and the table.
+STATE_COLORS = {
+    "COMPLETE": "#2ca02c",
+    "PRUNED": "#9e9e9e",
+    "FAIL": "#d62728",
+    "RUNNING": "#1f77b4",
+    "WAITING": "#e0e0e0",
+}
+
+#: The widget's run states and how the panel shows them.
+RUN_STATES = {
+    "idle": ("ready", "#555"),
+    "running": ("running", "#1f77b4"),
+    "paused": ("paused", "#ff7f0e"),
+    "stopping": ("stopping...", "#ff7f0e"),
+    "stopped": ("stopped", "#555"),
+    "finished": ("finished", "#2ca02c"),
+    "error": ("error", "#d62728"),
+    "watching": ("watching (read-only)", "#555"),
+}
+
+
+def esc(value: Any) -> str:
+    """Escape any value for HTML."""
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any) -> str:
+    """A short text for a parameter or score value."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def status_html(state: str, status: StatusInfo | None, study_name: str, detail: str = "") -> str:
+    """The status line: run state, study, counts, best value and ETA."""
+    label, color = RUN_STATES.get(state, (state, "#555"))
+    text = format_status(status) if status is not None else "reading the study..."
+    extra = f" &middot; {esc(detail)}" if detail else ""
+    return (
+        f'<span class="nbtune-state nbtune-state-{esc(state)}" style="color:white;'
+        f'background:{color};padding:1px 8px;border-radius:8px;font-weight:600">{esc(label)}'
+        f"</span> <b>{esc(study_name)}</b> &middot; <span>{esc(text)}</span>{extra}"
+    )
+
+
+def progress_html(status: StatusInfo | None) -> str:
+    """A stacked bar of the budget: complete, pruned, failed, running, then what is left."""
+    if status is None:
+        return ""
+    counts = status.counts
+    shown = [(name, counts.get(name, 0)) for name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")]
+    used = sum(n for _, n in shown)
+    total = max(status.total or 0, used, 1)
+    segments = "".join(
+        f'<div title="{n} {name.lower()}" class="nbtune-progress-{name.lower()}" '
+        f'style="width:{100 * n / total:.3f}%;background:{STATE_COLORS[name]}"></div>'
+        for name, n in shown
+        if n
+    )
+    return (
+        '<div style="display:flex;height:10px;width:100%;background:#eee;border-radius:5px;'
+        f'overflow:hidden">{segments}</div>'
+    )
+
+
+def _duration(trial: FrozenTrial, now: datetime.datetime) -> str:
+    start = trial.datetime_start
+    if start is None:
+        return ""
+    end = trial.datetime_complete or now
+    seconds = max((end - start).total_seconds(), 0.0)
+    return f"{seconds:.1f}s" if seconds < 600 else f"{seconds / 60:.1f}m"
+
+
+def trials_table_html(view: StudyView, limit: int = 15) -> str:
+    """The most recent trials (newest first): number, state, value, duration, parameters."""
+    trials = [t for t in view.trials if t.state != TrialState.WAITING][-limit:]
+    waiting = view.count_states()[TrialState.WAITING]
+    if not trials:
+        return "<i>No trials yet.</i>" + (f" {waiting} waiting." if waiting else "")
+    now = datetime.datetime.now()
+    names = sorted({name for t in trials for name in t.params})
+    head = "".join(f"<th>{esc(n)}</th>" for n in ("#", "state", "value", "time", *names, "note"))
+    rows = []
+    for trial in reversed(trials):
+        state = trial.state.name
+        value = fmt(trial.values[0]) if trial.values else ""
+        cells = [
+            str(trial.number),
+            f'<span style="color:{STATE_COLORS.get(state, "#000")}">{esc(state.lower())}</span>',
+            esc(value),
+            esc(_duration(trial, now)),
+            *(esc(fmt(trial.params[n])) if n in trial.params else "" for n in names),
+            esc(_short(trial.user_attrs.get(_attrs.FAIL_REASON, ""), 80)),
+        ]
+        rows.append(
+            f'<tr class="nbtune-trial-row" data-number="{trial.number}">'
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    more = f"<div><i>{waiting} waiting (queued or reserved)</i></div>" if waiting else ""
+    return (
+        '<table class="nbtune-table" style="border-collapse:collapse;font-size:12px">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+    )
+
+
+def _short(text: Any, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def failures_html(view: StudyView, limit: int = 5) -> str:
+    """Why the most recent failed trials failed: ``fail_reason`` and the end of stderr."""
+    failed = [
+        t
+        for t in view.trials
+        if t.state == TrialState.FAIL and t.system_attrs.get(_attrs.FAIL_KIND) != "interrupted"
+    ]
+    if not failed:
+        return ""
+    parts = []
+    for trial in failed[-limit:][::-1]:
+        reason = trial.user_attrs.get(_attrs.FAIL_REASON)
+        tail = trial.user_attrs.get(_attrs.STDERR_TAIL)
+        line = f"<b>trial {trial.number}</b>: " + (esc(reason) if reason else "failed")
+        if tail:
+            line += (
+                f"<details><summary>stderr</summary><pre style='white-space:pre-wrap;"
+                f"max-height:12em;overflow:auto'>{esc(tail)}</pre></details>"
+            )
+        parts.append(f'<div class="nbtune-failure">{line}</div>')
+    return f"<div><b>{len(failed)} failed trial(s)</b>, most recent first:</div>" + "".join(parts)
+
+
+def log_html(lines: Iterable[str]) -> str:
+    """The panel's event log, newest last."""
+    text = "\n".join(esc(line) for line in lines)
+    return (
+        "<pre style='margin:0;max-height:9em;overflow:auto;font-size:11px;white-space:pre-wrap'>"
+        f"{text}</pre>"
+    )
+
+
+def error_html(message: str) -> str:
+    """The error box (empty when there is no error)."""
+    if not message:
+        return ""
+    first, _, rest = message.partition("\n")
+    details = (
+        f"<details><summary>details</summary><pre style='white-space:pre-wrap'>{esc(rest)}</pre>"
+        "</details>"
+        if rest.strip()
+        else ""
+    )
+    return (
+        '<div style="border:1px solid #d62728;background:#fdecea;padding:4px 8px;'
+        f'border-radius:4px"><b>Error:</b> {esc(first)}{details}</div>'
+    )
+
+
+def code_html(text: str) -> str:
+    """A block of copyable text."""
+    return (
+        "<pre style='margin:0;white-space:pre-wrap;word-break:break-all;font-size:12px;"
+        f"background:#f6f8fa;padding:4px'>{esc(text)}</pre>"
+    )
+
+
+def message_html(text: str, ok: bool = False) -> str:
+    """A short message beside a field or button: red for errors, green for success."""
+    if not text:
+        return ""
+    color = "#2ca02c" if ok else "#d62728"
+    return f'<span style="color:{color}">{esc(text)}</span>'
+
+
+def trial_event(trial: FrozenTrial) -> str:
+    """One log line for a trial that just finished."""
+    state = trial.state.name.lower()
+    if trial.state == TrialState.COMPLETE and trial.values:
+        return f"trial {trial.number} complete: {fmt(trial.values[0])} {_params(trial.params)}"
+    if trial.state == TrialState.FAIL:
+        reason = trial.user_attrs.get(_attrs.FAIL_REASON)
+        return f"trial {trial.number} failed" + (f": {_short(reason, 120)}" if reason else "")
+    return f"trial {trial.number} {state}"
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
+
+
+def env_list(envs: Sequence[str]) -> str:
+    """Environments as text."""
+    return ", ".join(envs)

@@ -1,0 +1,1169 @@
+"""``TunerWidget``: edit, run and watch an nbtune study live in a notebook.
+
+How it is built:
+
+* The study's storage is the one source of truth. The panel is a view over it: a refresher
+  thread (1 Hz by default) refreshes a :class:`~nbtune.StudyView` and redraws what changed, with
+  the compute-then-draw functions of :mod:`nbtune.plots` (each plotly ``FigureWidget`` is created
+  once and updated in place with numpy arrays, batched). Nothing reads the tuning thread's state.
+* The study runs in a background tuning thread (``Tuner.reserve`` then ``Tuner.work``, which is
+  what ``Tuner.tune`` does), its experiments in subprocesses, so ``display()`` returns at once and
+  the kernel stays free. Stop and pause go through the Tuner's ``stop_event``/``pause_event``.
+* Widget state lives in traitlets: the run ``state``, the applied ``targets``, ``aggregation``
+  and ``space``, ``num_trials``, ``num_seeds``, ``error`` and ``status``. Setting ``targets`` or
+  ``space`` (from code or the editors' *Apply* buttons) is validated, then applied.
+* Threads: observers run on the thread that sets a trait, so every change of the panel's widgets
+  happens under one lock, including the messages plotly's figures receive from the browser.
+  Background threads never ``display()`` and never print into the running cell (see
+  :mod:`nbtune.widgets._kernel`): the Tuner runs quietly, and the panel's log is built from the
+  storage.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import pprint
+import shlex
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as W
+import optuna
+import plotly.graph_objects as go
+import traitlets
+from optuna.trial import FrozenTrial
+
+from nbtune import plots
+from nbtune._budget import budget_state
+from nbtune._rescore import PARENT, fork_study
+from nbtune._results import trial_config, trial_flags
+from nbtune._scoring import AGGREGATIONS
+from nbtune._space import SearchSpace
+from nbtune._spec import SpecMismatchError, StudySpec
+from nbtune._study_view import StudyView
+from nbtune._tuner import Tuner
+from nbtune.widgets import _render
+from nbtune.widgets._editors import SpaceEditor, TargetsEditor
+from nbtune.widgets._js import CopyButton, RenderBeacon
+from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
+from nbtune.widgets._literal import FieldError
+
+RUN_STATES = tuple(_render.RUN_STATES)
+_ACTIVE = ("running", "paused", "stopping")
+_FIGURE_HEIGHT = 300
+#: The live figures and the CSS class of each one's box.
+_FIGURES = {
+    "history": "nbtune-history",
+    "env_scores": "nbtune-env-scores",
+    "parcoords": "nbtune-parcoords",
+    "learning_curves": "nbtune-learning-curves",
+}
+_SCORE_LABEL = "Normalized score"
+
+
+class _LiveFigure(go.FigureWidget):
+    """A ``FigureWidget`` for a live panel: thread-safe, and whole in every browser view.
+
+    * The refresher thread updates the figure while the kernel's shell thread handles the
+      browser's messages about it (relayout, trace deltas); both change the same Python
+      objects, so the browser's messages are handled under the panel's lock.
+    * plotly sends updates as one-off messages (add traces, restyle, relayout) that only views
+      already drawn apply; a new view draws the widget's state, which plotly sends whole only
+      when the figure itself is displayed, not as a child of a container. And anywidget holds
+      a model's messages until its JavaScript (about 5 MB here) has loaded, while a view may
+      be drawn before them: a figure updated before its first view is drawn can show stale
+      data. :meth:`sync_state` sends the whole figure as the widget's state after each update
+      (so every new view, a reload or Voila, draws it whole), and the panel redraws its views
+      once the browser reports them drawn (see ``RenderBeacon``).
+    """
+
+    def __init__(self, lock: threading.RLock, **kwargs: Any) -> None:
+        self._nbtune_lock = lock
+        super().__init__(**kwargs)
+
+    def _handle_msg(self, msg: Any) -> None:
+        with self._nbtune_lock:
+            super()._handle_msg(msg)
+
+    def sync_state(self) -> None:
+        """Send the whole figure (data, and layout if it changed) as the widget's state."""
+        layout = self._layout_obj._props
+        if layout != self._widget_layout:
+            self._widget_layout = copy.deepcopy(layout)
+        self._widget_data = copy.deepcopy(self._data)
+
+
+def _figure(lock: threading.RLock) -> _LiveFigure:
+    fig = _LiveFigure(lock)
+    fig.update_layout(
+        height=_FIGURE_HEIGHT,
+        margin={"l": 55, "r": 20, "t": 40, "b": 40},
+        template="plotly_white",
+    )
+    fig.sync_state()
+    return fig
+
+
+class TunerWidget(traitlets.HasTraits):
+    """A notebook panel to edit, run and watch an nbtune study live.
+
+    ``TunerWidget(tuner, num_trials=20, num_seeds=3).display()`` shows the panel and returns at
+    once. From it the user edits the target scores (every finished trial is re-scored exactly,
+    in a fork of the study) and the search space (for new trials), starts, pauses, resumes and
+    stops the study, enqueues configurations, and watches the study update live: the score of
+    each trial and the best so far, parallel coordinates, per-environment scores of the best
+    trials, learning curves, a trial table, progress with ETA, failures with their stderr, and
+    the best configuration as a command line and as a dict, each with a copy button.
+
+    The same actions are methods (:meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`,
+    :meth:`wait`, :meth:`enqueue`, :meth:`enqueue_defaults`) and traits (``targets``, ``space``),
+    so notebooks and tests run it without clicks. :meth:`watch` attaches read-only to any study.
+
+    The widget runs the Tuner quietly (its ``verbose`` and ``progress_bar`` are turned off): the
+    panel shows the progress, and nothing is printed into other cells.
+
+    Args:
+        tuner: The study to run.
+        num_trials: Trials the *Start* button adds to the study (editable in the panel). After
+            *Stop*, *Start* first finishes what is left of the study's budget.
+        num_seeds: Seeds per environment (default: the Tuner's, else the study's, else 1).
+        timeout: Seconds after which a run stops starting trials (running ones finish).
+        refresh_interval: Seconds between reads of the storage.
+
+    Attributes:
+        state: ``"idle"``, ``"running"``, ``"paused"``, ``"stopping"``, ``"stopped"``,
+            ``"finished"``, ``"error"``, or ``"watching"`` (read-only).
+        study_name: The study shown (a target edit moves to a fork: ``name.r1``, ...).
+        targets: Applied target scores, ``{env_id: [low, high] | None}``; setting them
+            re-scores the study into a fork.
+        aggregation: Applied aggregation across environments; setting it re-scores too.
+        space: Applied search space in its dict form (``SearchSpace.to_dict()``), or ``None``
+            when ``params_fn`` is not declarative; setting it applies to new trials.
+        num_trials: Trials *Start* adds.
+        num_seeds: Seeds per environment, or ``None`` until known.
+        error: The last error of the tuning thread or of an action, as text ("" if none).
+        status: One line: counts, best value, ETA.
+
+    Example:
+        >>> import nbtune
+        >>> from nbtune.widgets import TunerWidget
+        >>> tuner = nbtune.Tuner(...)  # doctest: +SKIP
+        >>> panel = TunerWidget(tuner, num_trials=20, num_seeds=2).display()  # doctest: +SKIP
+        >>> panel.start()  # doctest: +SKIP
+    """
+
+    state = traitlets.Enum(RUN_STATES, default_value="idle")
+    study_name = traitlets.Unicode("")
+    targets = traitlets.Dict()
+    aggregation = traitlets.Unicode("average")
+    space = traitlets.Dict(allow_none=True, default_value=None)
+    num_trials = traitlets.Int(10)
+    num_seeds = traitlets.Int(None, allow_none=True)
+    error = traitlets.Unicode("")
+    status = traitlets.Unicode("")
+
+    def __init__(
+        self,
+        tuner: Tuner,
+        num_trials: int = 10,
+        num_seeds: int | None = None,
+        *,
+        timeout: float | None = None,
+        refresh_interval: float = 1.0,
+    ) -> None:
+        if not isinstance(tuner, Tuner):
+            raise TypeError(
+                f"TunerWidget needs an nbtune.Tuner, got {type(tuner).__name__}; to look at an "
+                "existing study, use TunerWidget.watch(storage, study_name)."
+            )
+        super().__init__()
+        tuner.verbose = False  # the panel shows progress; nothing prints from threads
+        tuner.progress_bar = False
+        study = tuner.study  # creates or continues the study (refuses a mismatched one)
+        view = StudyView(tuner.storage, study.study_name)
+        self._setup(tuner, view, num_trials, num_seeds, timeout, refresh_interval)
+
+    @classmethod
+    def watch(
+        cls,
+        storage: Any,
+        study_name: str | None = None,
+        *,
+        refresh_interval: float = 1.0,
+    ) -> TunerWidget:
+        """Attach read-only to an existing study: any Optuna study, fed from anywhere.
+
+        Studies not created by nbtune (a CleanRL or plain Optuna study) show what they have:
+        values, parameters and intermediate values; per-environment scores, failure reasons and
+        editors appear only when the study records them.
+
+        Args:
+            storage: A database URL, a journal file path, or an Optuna storage.
+            study_name: The study; ``None`` when the storage holds only one.
+            refresh_interval: Seconds between reads of the storage.
+
+        Returns:
+            The widget (call :meth:`display`).
+        """
+        view = StudyView(storage, study_name)
+        self = cls.__new__(cls)
+        traitlets.HasTraits.__init__(self)
+        self._setup(None, view, 10, None, None, refresh_interval)
+        return self
+
+    # ----------------------------------------------------------------------------------------
+    # Construction
+    # ----------------------------------------------------------------------------------------
+    def _setup(
+        self,
+        tuner: Tuner | None,
+        view: StudyView,
+        num_trials: int,
+        num_seeds: int | None,
+        timeout: float | None,
+        refresh_interval: float,
+    ) -> None:
+        if not refresh_interval > 0:
+            raise ValueError(f"refresh_interval must be positive, got {refresh_interval!r}.")
+        self._lock = threading.RLock()
+        self._tuner = tuner
+        self._view = view
+        self._timeout = timeout
+        self._refresh_interval = float(refresh_interval)
+        self._syncing = False  # set while the widget itself sets traits (no re-apply)
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        self._pause_event = threading.Event()
+        self._exception: BaseException | None = None
+        self._started_once = False
+        self._refresher: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._shown_in: int | None = None
+        self._log_lines: collections.deque[str] = collections.deque(maxlen=200)
+        self._first_refresh = True
+        self._drawn_status = ""
+        self._last_refresh_error = ""
+        self._build_panel()
+        with self._syncing_traits():
+            self.num_trials = num_trials
+            if num_seeds is None and tuner is not None:
+                num_seeds = tuner.num_seeds
+            self.num_seeds = num_seeds
+            self._read_spec()  # sets num_seeds from the study, if it has stored them
+            if num_seeds is not None and self.num_seeds != num_seeds:
+                raise SpecMismatchError(
+                    f"study {self.study_name!r} averages {self.num_seeds} seeds per trial; "
+                    f"num_seeds={num_seeds} would make new values incomparable. Use "
+                    f"num_seeds={self.num_seeds}, or another study_name."
+                )
+            if self.num_seeds is None and tuner is not None:
+                self.num_seeds = 1
+            self.state = "idle" if tuner is not None else "watching"
+        self._on_state({"new": self.state})
+        self.refresh()
+
+    def _build_panel(self) -> None:
+        lock = self._lock
+        self._header = W.HTML()
+        self._header.add_class("nbtune-header")
+        self._status_html = W.HTML()
+        self._status_html.add_class("nbtune-status")
+        self._progress = W.HTML()
+        self._progress.add_class("nbtune-progress")
+        self._error_html = W.HTML()
+        self._error_html.add_class("nbtune-error")
+
+        # Controls
+        self._start_button = W.Button(description="Start", icon="play", button_style="success")
+        self._start_button.add_class("nbtune-start")
+        self._start_button.on_click(lambda _: self._guarded(self.start))
+        self._pause_button = W.Button(description="Pause", icon="pause")
+        self._pause_button.add_class("nbtune-pause")
+        self._pause_button.on_click(lambda _: self._guarded(self._toggle_pause))
+        self._stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
+        self._stop_button.add_class("nbtune-stop")
+        self._stop_button.on_click(lambda _: self._guarded(self.stop))
+        self._trials_input = W.BoundedIntText(
+            min=1, max=1_000_000, description="trials", layout=W.Layout(width="150px")
+        )
+        self._trials_input.add_class("nbtune-num-trials")
+        self._seeds_input = W.BoundedIntText(
+            min=1, max=10_000, description="seeds", layout=W.Layout(width="150px")
+        )
+        self._seeds_input.add_class("nbtune-num-seeds")
+        self._trials_input.observe(self._on_trials_input, "value")
+        self._seeds_input.observe(self._on_seeds_input, "value")
+        self._enqueue_text = W.Text(
+            placeholder='{"learning-rate": 0.00025}', layout=W.Layout(width="260px")
+        )
+        self._enqueue_text.add_class("nbtune-enqueue-params")
+        self._enqueue_button = W.Button(description="Enqueue", icon="plus")
+        self._enqueue_button.add_class("nbtune-enqueue")
+        self._enqueue_button.on_click(lambda _: self._guarded(self._enqueue_from_text))
+        self._defaults_button = W.Button(description="Enqueue defaults", icon="plus")
+        self._defaults_button.add_class("nbtune-enqueue-defaults")
+        self._defaults_button.on_click(lambda _: self._guarded(self.enqueue_defaults))
+        self._controls = W.VBox(
+            [
+                W.HBox(
+                    [
+                        self._start_button,
+                        self._pause_button,
+                        self._stop_button,
+                        self._trials_input,
+                        self._seeds_input,
+                    ],
+                    layout=W.Layout(flex_flow="row wrap", align_items="center"),
+                ),
+                W.HBox(
+                    [self._enqueue_text, self._enqueue_button, self._defaults_button],
+                    layout=W.Layout(flex_flow="row wrap", align_items="center"),
+                ),
+            ]
+        )
+        self._controls.add_class("nbtune-controls")
+
+        # Figures: each created once, updated in place; each in a box that carries its CSS
+        # class (anywidget views do not show a widget's own classes).
+        self._figures = {name: _figure(lock) for name in _FIGURES}
+        self._figure_boxes = {}
+        for name, css in _FIGURES.items():
+            box = W.Box([self._figures[name]], layout=W.Layout(width="50%", min_width="320px"))
+            box.add_class(css)
+            box.add_class("nbtune-figure")
+            self._figure_boxes[name] = box
+        boxes = list(self._figure_boxes.values())
+        row = W.Layout(flex_flow="row wrap")
+        charts = W.VBox([W.HBox(boxes[:2], layout=row), W.HBox(boxes[2:], layout=row)])
+        self._beacon = RenderBeacon(expected=len(self._figures))
+        self._beacon.on_msg(self._on_beacon)
+
+        # Best configuration
+        self._best_command_html = W.HTML()
+        self._best_command_html.add_class("nbtune-best-command")
+        self._best_dict_html = W.HTML()
+        self._best_dict_html.add_class("nbtune-best-dict")
+        self._copy_command = CopyButton(label="Copy command")
+        self._copy_command.add_class("nbtune-copy-command")
+        self._copy_dict = CopyButton(label="Copy dict")
+        self._copy_dict.add_class("nbtune-copy-dict")
+        best = W.VBox(
+            [
+                W.HTML("<b>Best configuration</b>"),
+                W.HBox([self._copy_command, self._copy_dict]),
+                self._best_command_html,
+                self._best_dict_html,
+            ]
+        )
+        best.add_class("nbtune-best")
+
+        # Editors
+        self._targets_editor = TargetsEditor(self._apply_targets_from_editor)
+        reserved = []
+        if self._tuner is not None:
+            reserved = [self._tuner.env_flag, self._tuner.seed_flag]
+        self._space_editor = SpaceEditor(self._apply_space_from_editor, reserved)
+        self._space_note = W.HTML()
+        self._editors = W.Accordion(
+            children=[self._targets_editor.box, W.VBox([self._space_note, self._space_editor.box])],
+            titles=("Target scores", "Search space"),
+            selected_index=0,
+        )
+        self._editors.add_class("nbtune-editors")
+
+        # Table, failures, log
+        self._table = W.HTML()
+        self._table.add_class("nbtune-trials")
+        self._failures = W.HTML()
+        self._failures.add_class("nbtune-failures")
+        self._log_html = W.HTML()
+        self._log_html.add_class("nbtune-log")
+
+        self.panel = W.VBox(
+            [
+                self._header,
+                self._status_html,
+                self._progress,
+                self._controls,
+                self._error_html,
+                charts,
+                best,
+                self._editors,
+                W.HTML("<b>Trials</b>"),
+                self._table,
+                self._failures,
+                W.HTML("<b>Log</b>"),
+                self._log_html,
+                self._beacon,
+            ],
+            layout=W.Layout(width="100%"),
+        )
+        self.panel.add_class("nbtune-panel")
+
+    # ----------------------------------------------------------------------------------------
+    # Showing
+    # ----------------------------------------------------------------------------------------
+    def display(self) -> TunerWidget:
+        """Show the panel in the notebook (and start reading the storage live).
+
+        Returns:
+            The widget itself, so ``w = TunerWidget(...).display()`` works (shown once, even as
+            the last expression of a cell).
+        """
+        from IPython.display import display
+
+        self._shown_in = execution_count()
+        display(self.panel)
+        self._ensure_refresher()
+        return self
+
+    def _ipython_display_(self) -> None:
+        if self._shown_in is not None and self._shown_in == execution_count():
+            return  # display() already showed it in this cell (it returns the widget)
+        self.display()
+
+    def __repr__(self) -> str:
+        return f"TunerWidget(study={self.study_name!r}, state={self.state!r})"
+
+    @property
+    def tuner(self) -> Tuner | None:
+        """The Tuner of the study shown (a new one after an edit), or ``None`` when watching."""
+        return self._tuner
+
+    @property
+    def study(self) -> optuna.Study | None:
+        """The Optuna study being run, or ``None`` when watching."""
+        return None if self._tuner is None else self._tuner.study
+
+    @property
+    def figures(self) -> dict[str, go.FigureWidget]:
+        """The live figures: ``history``, ``env_scores``, ``parcoords``, ``learning_curves``."""
+        return dict(self._figures)
+
+    @property
+    def best_trial(self) -> FrozenTrial | None:
+        """The best complete trial as of the last refresh, or ``None``."""
+        with self._lock:
+            return self._view.best_trial
+
+    @property
+    def best_command(self) -> str:
+        """The best configuration as the exact command line of the script ("" if none yet).
+
+        Add the environment and seed flags (``--env-id=...``, ``--seed=...``) to run it.
+        """
+        trial = self.best_trial
+        return "" if trial is None else shlex.join(trial_flags(trial, self._spec()))
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The best configuration as a dict of flag to value, fixed values included."""
+        trial = self.best_trial
+        return {} if trial is None else trial_config(trial, self._spec())
+
+    def _spec(self) -> StudySpec | None:
+        raw = self._view.spec
+        if raw is None:
+            return None
+        try:
+            return StudySpec.from_json(raw)
+        except (TypeError, ValueError):
+            return None
+
+    # ----------------------------------------------------------------------------------------
+    # Running
+    # ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the study in a background thread; returns at once.
+
+        The first start adds ``num_trials`` trials to the study; after :meth:`stop` (or an
+        edit), it finishes what is left of the study's budget, or adds ``num_trials`` if none is
+        left.
+
+        Raises:
+            RuntimeError: When already running, or when watching (read-only).
+        """
+        self._launch(add=not self._started_once, paused=False)
+
+    def _launch(self, *, add: bool, paused: bool) -> None:
+        with self._lock:
+            if self._tuner is None:
+                raise RuntimeError("this widget watches a study read-only: it cannot run it.")
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError(f"the study is {self.state} already; stop it first.")
+            tuner = self._tuner
+            self._stop_event = threading.Event()
+            self._pause_event = threading.Event()
+            if paused:
+                self._pause_event.set()
+            self._exception = None
+            self._started_once = True
+            thread = threading.Thread(
+                target=self._run,
+                args=(
+                    tuner,
+                    add,
+                    self.num_trials,
+                    self.num_seeds,
+                    self._timeout,
+                    self._stop_event,
+                    self._pause_event,
+                    current_parent(),
+                ),
+                name="nbtune-tuning",
+                daemon=True,
+            )
+            self._thread = thread
+            self.error = ""
+            self.state = "paused" if paused else "running"
+            self._log("started" if not paused else "started (paused)")
+            thread.start()
+        self._ensure_refresher()
+
+    def _run(
+        self,
+        tuner: Tuner,
+        add: bool,
+        num_trials: int,
+        num_seeds: int | None,
+        timeout: float | None,
+        stop: threading.Event,
+        pause: threading.Event,
+        parent: dict[str, Any] | None,
+    ) -> None:
+        """The tuning thread: reserve the trials, then work on the study until done or stopped."""
+        bind_thread_output(parent)
+        exception: BaseException | None = None
+        try:
+            if add:
+                tuner.reserve(num_trials, num_seeds)
+            else:
+                # Finish what is left of the budget (after a stop, or in a fork that holds no
+                # reservations yet); add num_trials when nothing is left.
+                state = budget_state(tuner.study)
+                if state.total is None or state.reached:
+                    tuner.reserve(num_trials, num_seeds)
+                elif state.total - state.finished > state.running + state.waiting:
+                    tuner.reserve(state.total - state.finished, num_seeds)
+            if not stop.is_set():
+                tuner.work(timeout=timeout, stop_event=stop, pause_event=pause)
+        except BaseException as exc:  # surfaced in the panel and raised by wait()
+            exception = exc
+        self._finish_run(exception, stop.is_set())
+
+    def _finish_run(self, exception: BaseException | None, stopped: bool) -> None:
+        with contextlib.suppress(Exception):
+            self.refresh()  # the last trials first, then the run's end
+        with self._lock:
+            self._exception = exception
+            if exception is not None:
+                self.error = _describe(exception)
+                self.state = "error"
+                self._log(f"error: {type(exception).__name__}: {exception}")
+            elif stopped:
+                self.state = "stopped"
+                self._log("stopped")
+            else:
+                self.state = "finished"
+                self._log("finished")
+
+    def stop(self) -> None:
+        """Stop the study: running experiments end, their trials are failed (none stays RUNNING).
+
+        Returns at once; :meth:`wait` waits until the tuning thread has cleaned up.
+        """
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                return
+            self._stop_event.set()
+            if self.state in ("running", "paused"):
+                self.state = "stopping"
+
+    def pause(self) -> None:
+        """Freeze running experiments (SIGSTOP) and start none until :meth:`resume`."""
+        with self._lock:
+            if self.state != "running":
+                return
+            self._pause_event.set()
+            self.state = "paused"
+            self._log("paused")
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        with self._lock:
+            if self.state != "paused":
+                return
+            self._pause_event.clear()
+            self.state = "running"
+            self._log("resumed")
+
+    def _toggle_pause(self) -> None:
+        if self.state == "paused":
+            self.resume()
+        else:
+            self.pause()
+
+    def wait(self, timeout: float | None = None) -> FrozenTrial | None:
+        """Block until the tuning thread ends; raise its error, if any.
+
+        For scripts and tests: in a notebook, a cell blocked here also blocks the panel's
+        buttons (widget messages are handled between cells), though the figures keep updating.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The best trial, or ``None`` if none completed.
+
+        Raises:
+            TimeoutError: The thread still runs after ``timeout`` seconds.
+            Exception: Whatever stopped the tuning thread (e.g. :class:`nbtune.TuningError`).
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"the study is still {self.state} after {timeout} s.")
+        self.refresh()
+        if self._exception is not None:
+            raise self._exception
+        return self.best_trial
+
+    def _halt(self) -> str | None:
+        """Stop a run before changing the study; return how to go on ("running", "paused")."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return None
+            mode = "paused" if self._pause_event.is_set() else "running"
+            self._stop_event.set()
+            self.state = "stopping"
+        thread.join()  # without the lock: the thread takes it to finish
+        return mode
+
+    # ----------------------------------------------------------------------------------------
+    # Enqueueing
+    # ----------------------------------------------------------------------------------------
+    def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Queue a configuration (by flag or parameter name) to be tried next.
+
+        It counts in the budget, as ``Tuner.enqueue``; parameters left out are sampled.
+        """
+        tuner = self._require_tuner("enqueue")
+        tuner.enqueue(params)
+        self._log(f"enqueued {dict(params)}")
+        self.refresh()
+
+    def enqueue_defaults(self) -> dict[str, Any]:
+        """Queue the script's own defaults (read from its ``--help``); return them."""
+        tuner = self._require_tuner("enqueue")
+        defaults = tuner.enqueue_defaults()
+        self._log(f"enqueued the script's defaults {defaults}")
+        self.refresh()
+        return defaults
+
+    def _enqueue_from_text(self) -> None:
+        params = _params_literal(self._enqueue_text.value)
+        self.enqueue(params)
+        self._enqueue_text.value = ""
+
+    def _require_tuner(self, what: str) -> Tuner:
+        if self._tuner is None:
+            raise RuntimeError(f"this widget watches a study read-only: it cannot {what}.")
+        return self._tuner
+
+    # ----------------------------------------------------------------------------------------
+    # Editing: targets (re-score into a fork) and search space (new trials)
+    # ----------------------------------------------------------------------------------------
+    @traitlets.validate("targets")
+    def _valid_targets(self, proposal: Any) -> dict[str, list[float] | None]:
+        from nbtune._scoring import check_target_scores
+
+        value = proposal["value"]
+        try:
+            checked = check_target_scores(value)
+        except ValueError as exc:
+            raise traitlets.TraitError(str(exc)) from None
+        for env, target in checked.items():
+            if target is not None and target[0] >= target[1]:
+                raise traitlets.TraitError(
+                    f"target_scores[{env!r}]: low ({target[0]}) must be below high ({target[1]})."
+                )
+        return {env: None if t is None else [t[0], t[1]] for env, t in checked.items()}
+
+    @traitlets.validate("aggregation")
+    def _valid_aggregation(self, proposal: Any) -> str:
+        if proposal["value"] not in AGGREGATIONS:
+            raise traitlets.TraitError(
+                f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {proposal['value']!r}."
+            )
+        return proposal["value"]
+
+    @traitlets.validate("space")
+    def _valid_space(self, proposal: Any) -> dict[str, Any] | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        try:
+            return SearchSpace.from_dict(value).to_dict()
+        except (ValueError, TypeError) as exc:
+            raise traitlets.TraitError(f"space: {exc}") from None
+
+    @traitlets.validate("num_trials")
+    def _valid_num_trials(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise traitlets.TraitError(f"num_trials must be >= 1, got {proposal['value']}.")
+        return proposal["value"]
+
+    @traitlets.validate("num_seeds")
+    def _valid_num_seeds(self, proposal: Any) -> int | None:
+        value = proposal["value"]
+        if value is not None and value < 1:
+            raise traitlets.TraitError(f"num_seeds must be >= 1, got {value}.")
+        return value
+
+    @traitlets.observe("targets", "aggregation")
+    def _on_scoring_change(self, change: Any) -> None:
+        if self._syncing:
+            return
+        try:
+            self._rescore(self.targets, self.aggregation)
+        except Exception:
+            with self._syncing_traits():
+                self.set_trait(change["name"], change["old"])
+            raise
+
+    @traitlets.observe("space")
+    def _on_space_change(self, change: Any) -> None:
+        if self._syncing:
+            return
+        try:
+            self._apply_space(change["new"])
+        except Exception:
+            with self._syncing_traits():
+                self.space = change["old"]
+            raise
+
+    def _rescore(self, targets: dict[str, list[float] | None], aggregation: str) -> None:
+        tuner = self._require_tuner("change the targets")
+        known = set((self._view.spec or {}).get("targets") or {})
+        unknown = sorted(set(targets) - known)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} never ran in this study, so its trials cannot be "
+                f"re-scored for it (environments run: {', '.join(sorted(known))}). Start a new "
+                "study (another study_name) to add environments."
+            )
+        resume = self._halt()
+        try:
+            fork = fork_study(tuner.study, target_scores=targets, aggregation_type=aggregation)
+            new = _rebuild(
+                tuner,
+                study_name=fork.study_name,
+                target_scores=targets,
+                aggregation_type=aggregation,
+                runs_dir=tuner.runs_dir / fork.study_name,
+                num_seeds=self.num_seeds,
+            )
+            new.study  # noqa: B018  (opens the fork: its spec matches)
+        except Exception:
+            if resume is not None:
+                self._launch(add=False, paused=resume == "paused")
+            raise
+        copied = len(fork.get_trials(deepcopy=False))
+        with self._lock:
+            parent = tuner.study_name
+            self._tuner = new
+            self._view = StudyView(new.storage, fork.study_name)
+            self._first_refresh = True
+            with self._syncing_traits():
+                self._read_spec()
+            self._log(
+                f"targets {targets}, {aggregation}: {copied} finished trials of {parent!r} "
+                f"re-scored into {fork.study_name!r}"
+            )
+        self.refresh()
+        if resume is not None:
+            self._launch(add=False, paused=resume == "paused")
+
+    def _apply_space(self, space: dict[str, Any] | None) -> None:
+        tuner = self._require_tuner("change the search space")
+        if space is None:
+            raise ValueError("space: give a search space (a dict, as SearchSpace.to_dict()).")
+        resume = self._halt()
+        try:
+            new = _rebuild(
+                tuner,
+                params_fn=SearchSpace.from_dict(space),
+                override_spec=True,
+                num_seeds=self.num_seeds,
+            )
+            new.study  # noqa: B018  (stores the new spec, keeps the old one in its history)
+        except Exception:
+            if resume is not None:
+                self._launch(add=False, paused=resume == "paused")
+            raise
+        with self._lock:
+            self._tuner = new
+            self._log(f"search space applied to new trials: {space}")
+        self.refresh()
+        if resume is not None:
+            self._launch(add=False, paused=resume == "paused")
+
+    def _apply_targets_from_editor(
+        self, targets: dict[str, list[float] | None], aggregation: str
+    ) -> str:
+        if targets == self.targets and aggregation == self.aggregation:
+            return "unchanged"
+        before = self.study_name
+        old = (self.targets, self.aggregation)
+        try:
+            with self._syncing_traits():  # both at once: one fork
+                self.targets = targets
+                self.aggregation = aggregation
+        except traitlets.TraitError as exc:
+            with self._syncing_traits():
+                self.targets, self.aggregation = old
+            raise ValueError(str(exc)) from None
+        try:
+            self._rescore(self.targets, self.aggregation)
+        except Exception:
+            with self._syncing_traits():
+                self.targets, self.aggregation = old
+            raise
+        return f"re-scored every finished trial of {before!r} into {self.study_name!r}"
+
+    def _apply_space_from_editor(self, space: SearchSpace) -> str:
+        if space.to_dict() == self.space:
+            return "unchanged"
+        try:
+            self.space = space.to_dict()
+        except traitlets.TraitError as exc:
+            raise ValueError(str(exc)) from None
+        return "applied to new trials"
+
+    def _read_spec(self) -> None:
+        """Set the traits and editors from the study's stored spec (call while syncing)."""
+        spec = self._view.spec or {}
+        self.study_name = self._view.study_name
+        targets = spec.get("targets")
+        if isinstance(targets, Mapping) and targets:
+            with contextlib.suppress(traitlets.TraitError):
+                self.targets = dict(targets)
+        if spec.get("aggregation") in AGGREGATIONS:
+            self.aggregation = spec["aggregation"]
+        space = spec.get("space")
+        if self._tuner is not None and self._tuner.space is not None:
+            space = self._tuner.space.to_dict()  # in the order flags are passed (JSON sorts)
+        self.space = space if isinstance(space, Mapping) else None
+        seeds = spec.get("num_seeds")
+        if isinstance(seeds, int) and seeds >= 1:
+            self.num_seeds = seeds
+        self._targets_editor.set_values(self.targets, self.aggregation)
+        if self.space is not None:
+            self._space_editor.set_values(SearchSpace.from_dict(self.space))
+            self._space_note.value = ""
+            self._space_editor.box.layout.display = ""
+        else:
+            note = spec.get("space_note") or "the study records no search space"
+            self._space_note.value = (
+                f"<i>The search space cannot be edited here: {_render.esc(note)}.</i>"
+            )
+            self._space_editor.box.layout.display = "none"
+        has_targets = bool(self.targets)
+        self._targets_editor.box.layout.display = "" if has_targets else "none"
+        read_only = self._tuner is None
+        self._targets_editor.set_disabled(read_only)
+        self._space_editor.set_disabled(read_only)
+        if not has_targets and self.space is None:
+            self._editors.layout.display = "none"
+        parent = self._view.user_attrs.get(PARENT)
+        where = _render.esc(self._view.storage_description)
+        fork = f" (re-scored from <b>{_render.esc(parent)}</b>)" if parent else ""
+        self._header.value = (
+            f"<b>nbtune</b> &middot; study <b>{_render.esc(self._view.study_name)}</b>{fork} "
+            f"&middot; <small>{where}</small>"
+        )
+
+    @contextlib.contextmanager
+    def _syncing_traits(self) -> Any:
+        previous = self._syncing
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = previous
+
+    # ----------------------------------------------------------------------------------------
+    # Reacting to state
+    # ----------------------------------------------------------------------------------------
+    @traitlets.observe("state")
+    def _on_state(self, change: Any) -> None:
+        state = change["new"]
+        with self._lock:
+            watching = state == "watching"
+            self._controls.layout.display = "none" if watching else ""
+            active = state in _ACTIVE
+            with self._start_button.hold_sync():
+                self._start_button.disabled = active or watching
+            with self._pause_button.hold_sync():
+                self._pause_button.disabled = state not in ("running", "paused")
+                paused = state == "paused"
+                self._pause_button.description = "Resume" if paused else "Pause"
+                self._pause_button.icon = "play" if paused else "pause"
+            self._stop_button.disabled = state not in ("running", "paused")
+            self._seeds_input.disabled = active or self._seeds_stored()
+            self._draw_status()
+
+    def _seeds_stored(self) -> bool:
+        return isinstance((self._view.spec or {}).get("num_seeds"), int)
+
+    @traitlets.observe("error")
+    def _on_error(self, change: Any) -> None:
+        with self._lock:
+            self._error_html.value = _render.error_html(change["new"])
+
+    @traitlets.observe("num_trials")
+    def _on_num_trials(self, change: Any) -> None:
+        with self._lock:
+            if self._trials_input.value != change["new"]:
+                self._trials_input.value = change["new"]
+
+    @traitlets.observe("num_seeds")
+    def _on_num_seeds(self, change: Any) -> None:
+        with self._lock:
+            value = change["new"] if change["new"] is not None else 1
+            if self._seeds_input.value != value:
+                self._seeds_input.value = value
+
+    def _on_trials_input(self, change: Any) -> None:
+        if change["new"] != self.num_trials:
+            self.num_trials = change["new"]
+
+    def _on_seeds_input(self, change: Any) -> None:
+        if change["new"] != self.num_seeds and not self._seeds_stored():
+            self.num_seeds = change["new"]
+
+    def _guarded(self, action: Any) -> None:
+        """Run a button's action; show its error in the panel instead of raising it."""
+        try:
+            action()
+        except (ValueError, RuntimeError, FieldError, traitlets.TraitError) as exc:
+            self.error = f"{exc}"
+        except Exception as exc:
+            self.error = _describe(exc)
+
+    # ----------------------------------------------------------------------------------------
+    # Reading the storage
+    # ----------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Read the storage now and update the whole panel (the refresher does it every tick)."""
+        self._tick(force=True)
+
+    def _tick(self, force: bool = False) -> None:
+        with self._lock:
+            view = self._view
+            try:
+                result = view.refresh()
+            except Exception as exc:
+                message = f"cannot read the study: {type(exc).__name__}: {exc}"
+                if message != self._last_refresh_error:
+                    self._last_refresh_error = message
+                    self._log(message)
+                return
+            self._last_refresh_error = ""
+            first = self._first_refresh
+            self._first_refresh = False
+            if not first:
+                for number in result.finished:
+                    self._log(_render.trial_event(view.trial(number)))
+            if force or first or result.new or result.finished:
+                self._draw_all()
+            elif result.changed:
+                curves = self._figures["learning_curves"]
+                plots.update_learning_curves_figure(curves, plots.get_learning_curves_info(view))
+                curves.sync_state()
+                self._table.value = _render.trials_table_html(view)
+            self._draw_status()
+
+    def _draw_all(self) -> None:
+        view = self._view
+        figs = self._figures
+        plots.update_history_figure(figs["history"], plots.get_history_info(view))
+        plots.update_env_scores_figure(figs["env_scores"], plots.get_env_scores_info(view))
+        plots.update_parcoords_figure(figs["parcoords"], plots.get_parcoords_info(view))
+        plots.update_learning_curves_figure(
+            figs["learning_curves"], plots.get_learning_curves_info(view)
+        )
+        if view.spec is not None and figs["history"].layout.yaxis.title.text != _SCORE_LABEL:
+            figs["history"].layout.yaxis.title.text = _SCORE_LABEL
+        for fig in figs.values():
+            fig.sync_state()
+        self._table.value = _render.trials_table_html(view)
+        self._failures.value = _render.failures_html(view)
+        command, params = self.best_command, self.best_params
+        if command:
+            self._best_command_html.value = _render.code_html(command)
+            text = pprint.pformat(params, sort_dicts=False, width=90)
+            self._best_dict_html.value = _render.code_html(text)
+            self._copy_command.text = command
+            self._copy_dict.text = text
+        else:
+            self._best_command_html.value = "<i>No complete trial yet.</i>"
+            self._best_dict_html.value = ""
+
+    def _draw_status(self) -> None:
+        info = plots.get_status_info(self._view)
+        text = plots.format_status(info)
+        html = _render.status_html(self.state, info, self._view.study_name)
+        if html != self._drawn_status:
+            self._drawn_status = html
+            self._status_html.value = html
+            self._progress.value = _render.progress_html(info)
+        if text != self.status:
+            self.status = text
+
+    def _on_beacon(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """A view of the panel has drawn its figures: draw them again from the whole state.
+
+        Runs on the kernel's shell thread. The new figure views are created after the state
+        sent here (messages are handled in order once anywidget has loaded), so they show the
+        figures whole, whatever updates the first views missed.
+        """
+        if not isinstance(content, dict) or content.get("event") != "rendered":
+            return
+        with self._lock:
+            for name, fig in self._figures.items():
+                fig.sync_state()
+                box = self._figure_boxes[name]
+                box.children = ()  # two messages: the browser drops its view, then draws anew
+                box.children = (fig,)
+
+    def _log(self, line: str) -> None:
+        with self._lock:
+            self._log_lines.append(f"{time.strftime('%H:%M:%S')} {line}")
+            self._log_html.value = _render.log_html(self._log_lines)
+
+    # ----------------------------------------------------------------------------------------
+    # The refresher thread
+    # ----------------------------------------------------------------------------------------
+    def _ensure_refresher(self) -> None:
+        with self._lock:
+            if self._refresher is not None and self._refresher.is_alive():
+                return
+            self._refresher = threading.Thread(
+                target=_refresh_loop,
+                args=(weakref.ref(self), self._refresh_interval, self._closed, current_parent()),
+                name="nbtune-refresher",
+                daemon=True,
+            )
+            self._refresher.start()
+
+    def close(self) -> None:
+        """Stop the run (if any) and the refresher, and close the panel's widgets."""
+        self.stop()
+        self._closed.set()
+        with self._lock:
+            _close_tree(self.panel)
+
+
+def _refresh_loop(
+    ref: weakref.ReferenceType[TunerWidget],
+    interval: float,
+    closed: threading.Event,
+    parent: dict[str, Any] | None,
+) -> None:
+    """Refresh the widget every ``interval`` seconds until it is closed or collected."""
+    bind_thread_output(parent)
+    while not closed.wait(interval):
+        widget = ref()
+        if widget is None:
+            return
+        try:
+            widget._tick()
+        except Exception as exc:  # keep refreshing; say it once in the panel
+            with contextlib.suppress(Exception):
+                widget._log(f"refresh failed: {type(exc).__name__}: {exc}")
+        del widget
+
+
+def _close_tree(widget: W.Widget) -> None:
+    """Close a widget and every widget inside it."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def _describe(exc: BaseException) -> str:
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(lines)
+
+
+def _params_literal(text: str) -> dict[str, Any]:
+    """Parse a dict of parameters typed in the enqueue field, as a literal."""
+    import ast
+
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError('enqueue: type a dict, e.g. {"learning-rate": 0.00025}.')
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ValueError(
+            f"enqueue: not a literal dict: {stripped!r} (nothing is evaluated)."
+        ) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"enqueue: give a dict of flag name to value, got {stripped!r}.")
+    return value
+
+
+def _rebuild(tuner: Tuner, **changes: Any) -> Tuner:
+    """A Tuner like ``tuner`` (from its public attributes) with some arguments changed."""
+    kwargs: dict[str, Any] = {
+        "script": tuner.script,
+        "metric": tuner.metric,
+        "target_scores": {
+            k: None if v is None else list(v) for k, v in tuner.target_scores.items()
+        },
+        "params_fn": tuner.params_fn,
+        "direction": tuner.direction,
+        "aggregation_type": tuner.aggregation_type,
+        "metric_last_n_average_window": tuner.metric_last_n_average_window,
+        "sampler": tuner.sampler,
+        "pruner": tuner.pruner,
+        "storage": tuner.storage,
+        "study_name": tuner.study_name,
+        "wandb_kwargs": tuner.wandb_kwargs or None,
+        "num_seeds": tuner.num_seeds,
+        "interpreter": tuner.interpreter,
+        "runs_dir": tuner.runs_dir,
+        "env": tuner.env,
+        "experiment_timeout": tuner.experiment_timeout,
+        "max_consecutive_failures": tuner.max_consecutive_failures,
+        "heartbeat_interval": tuner.heartbeat_interval,
+        "env_flag": tuner.env_flag,
+        "seed_flag": tuner.seed_flag,
+        "keep_runs": tuner.keep_runs,
+        "n_slots": tuner.n_slots,
+        "reporting": tuner.reporting,
+        "checkpoints": tuner.checkpoints,
+        "progress_flag": tuner.progress_flag,
+        "slot_env": tuner.slot_env,
+        "memory_per_experiment": tuner.memory_per_experiment,
+        "progress_bar": False,
+        "override_spec": False,
+        "verbose": False,
+    }
+    kwargs.update(changes)
+    if kwargs["num_seeds"] is None:
+        kwargs["num_seeds"] = tuner.num_seeds
+    return Tuner(**kwargs)
+
+
+__all__ = ["TunerWidget"]
