@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import IN_CI, skip_or_fail
+from optuna.trial import TrialState
 
 try:
     import traitlets

@@ -1039,6 +1039,10 @@ class TunerWidget(traitlets.HasTraits):
         if not isinstance(content, dict) or content.get("event") != "rendered":
             return
         with self._lock:
+            self._log(
+                "figures drawn in a browser view"
+                + ("" if content.get("complete") else " (timed out)")
+            )
             for name, fig in self._figures.items():
                 fig.sync_state()
                 box = self._figure_boxes[name]
