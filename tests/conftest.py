@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-TOY = Path(__file__).parent / "scripts" / "toy_train.py"
-IN_CI = os.environ.get("CI") == "true"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally, but fail under CI=true: CI must not skip what the product promises."""
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
+from _support import TOY
 
 
 @pytest.fixture

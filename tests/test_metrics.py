@@ -143,7 +143,7 @@ def test_files_larger_than_a_read_chunk(
 
 
 def test_torch_summary_writer(tmp_path: Path) -> None:
-    from conftest import skip_or_fail
+    from _support import skip_or_fail
 
     try:
         from torch.utils.tensorboard import SummaryWriter

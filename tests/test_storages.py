@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
-from conftest import TOY, skip_or_fail
+from _support import TOY, skip_or_fail
 from optuna.trial import TrialState
 
 import nbtune

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from conftest import IN_CI, skip_or_fail
+from _support import IN_CI, skip_or_fail
 from optuna.trial import TrialState
 
 try:
