@@ -1,8 +1,22 @@
-"""The panel's two small browser-side widgets: a copy button and a render beacon."""
+"""The panel's browser-side widgets (anywidget): a live plotly chart and a copy button.
+
+Why not plotly's ``FigureWidget``: it is an anywidget whose module is plotly's 5 MB bundle, which
+anywidget imports anew for every figure, and anywidget 0.11 gives a model 2 s to load its module
+before it drops every later message to it ("Failed to initialize model"). On a busy machine the
+figures then stay as they were first drawn. And a ``FigureWidget`` sends updates as one-off
+edits that only views drawn at that moment apply. :class:`LivePlot` has a tiny module instead;
+plotly.js is sent once per page, when a view first needs it, and every view draws the whole
+figure state with ``Plotly.react`` (new views, reloads and Voila included).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+from typing import Any
+
 import anywidget
+import plotly.io
 import traitlets
 
 _ESM = """
@@ -49,39 +63,112 @@ class CopyButton(anywidget.AnyWidget):
     label = traitlets.Unicode("Copy").tag(sync=True)
 
 
-_BEACON_ESM = """
-function render({ model, el }) {
-  el.style.display = "none";
-  const started = performance.now();
-  const ready = () => {
-    const panel = el.closest(model.get("container"));
-    if (!panel) return false;
-    const plots = Array.from(panel.querySelectorAll(".js-plotly-plot"));
-    return plots.length >= model.get("expected") && plots.every((gd) => gd._fullLayout);
+_PLOT_ESM = """
+const KEY = "__nbtune_plotly_js__";
+
+// plotly.js, loaded once per page: asked from the kernel by the first view that needs it.
+function loadPlotly(model) {
+  if (window.Plotly && window.Plotly.react) return Promise.resolve(window.Plotly);
+  if (!window[KEY]) {
+    window[KEY] = new Promise((resolve, reject) => {
+      const onMessage = (msg, buffers) => {
+        if (!msg || msg.event !== "plotly.js") return;
+        model.off("msg:custom", onMessage);
+        try {
+          const source = new TextDecoder().decode(buffers[0]);
+          const module = { exports: {} };
+          new Function("module", "exports", source)(module, module.exports);
+          resolve(module.exports);
+        } catch (err) {
+          reject(err);
+        }
+      };
+      model.on("msg:custom", onMessage);
+      model.send({ event: "plotly.js?" });
+    });
+    window[KEY].catch(() => { delete window[KEY]; });
+  }
+  return window[KEY];
+}
+
+async function render({ model, el }) {
+  // A plot of fixed height and the container's width; plotly fills it (autosize).
+  el.style.width = "100%";
+  el.style.minWidth = "0";
+  const gd = document.createElement("div");
+  gd.className = "nbtune-plot";
+  gd.style.width = "100%";
+  gd.style.height = model.get("height") + "px";
+  el.appendChild(gd);
+  let Plotly;
+  try {
+    Plotly = await loadPlotly(model);
+  } catch (err) {
+    gd.textContent = "nbtune: plotly.js could not be loaded: " + err;
+    return;
+  }
+  const config = { responsive: true, displaylogo: false };
+  const draw = () => {
+    const layout = Object.assign({}, model.get("figure_layout"), { autosize: true });
+    delete layout.height;
+    delete layout.width;
+    return Plotly.react(gd, model.get("traces"), layout, config);
   };
-  let timer = null;
-  const poll = () => {
-    if (ready() || performance.now() - started > model.get("timeout_ms")) {
-      model.send({ event: "rendered", complete: ready() });
-    } else {
-      timer = setTimeout(poll, 200);
+  await draw();
+  model.on("change:traces", draw);
+  model.on("change:figure_layout", draw);
+  let width = gd.offsetWidth;
+  const resize = new ResizeObserver(() => {
+    if (gd.offsetWidth > 0 && gd.offsetWidth !== width) {
+      width = gd.offsetWidth;
+      Plotly.Plots.resize(gd);
     }
+  });
+  resize.observe(gd);
+  return () => {
+    resize.disconnect();
+    Plotly.purge(gd);
   };
-  poll();
-  return () => clearTimeout(timer);
 }
 export default { render };
 """
 
 
-class RenderBeacon(anywidget.AnyWidget):
-    """Tells the kernel when a view of its container has drawn its plotly figures.
+@functools.lru_cache(maxsize=1)
+def _plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
 
-    Each view sends one ``{"event": "rendered"}`` message once ``expected`` plotly plots inside
-    the closest ``container`` (a CSS selector) have drawn, or after ``timeout_ms``.
+    return get_plotlyjs().encode("utf-8")
+
+
+class LivePlot(anywidget.AnyWidget):
+    """A plotly chart drawn in the browser from its whole state, for live updates.
+
+    Call :meth:`draw` with a ``go.Figure`` after changing it: its data and layout become the
+    widget's state (numpy arrays as plotly's typed-array form), and every view redraws it.
+
+    Attributes:
+        traces: The figure's traces, as plotly JSON.
+        figure_layout: The figure's layout, as plotly JSON.
+        height: Minimum height of the view in pixels.
     """
 
-    _esm = _BEACON_ESM
-    container = traitlets.Unicode(".nbtune-panel").tag(sync=True)
-    expected = traitlets.Int(0).tag(sync=True)
-    timeout_ms = traitlets.Int(120_000).tag(sync=True)
+    _esm = _PLOT_ESM
+    traces = traitlets.List().tag(sync=True)
+    figure_layout = traitlets.Dict().tag(sync=True)
+    height = traitlets.Int(300).tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_msg(self._on_custom_message)
+
+    def draw(self, figure: Any) -> None:
+        """Show ``figure`` (a ``go.Figure``) in every view; unchanged parts are not sent."""
+        spec = json.loads(plotly.io.to_json(figure, validate=False))
+        with self.hold_sync():
+            self.traces = spec.get("data", [])
+            self.figure_layout = spec.get("layout", {})
+
+    def _on_custom_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("event") == "plotly.js?":
+            self.send({"event": "plotly.js"}, buffers=[_plotly_js()])

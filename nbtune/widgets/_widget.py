@@ -4,8 +4,9 @@ How it is built:
 
 * The study's storage is the one source of truth. The panel is a view over it: a refresher
   thread (1 Hz by default) refreshes a :class:`~nbtune.StudyView` and redraws what changed, with
-  the compute-then-draw functions of :mod:`nbtune.plots` (each plotly ``FigureWidget`` is created
-  once and updated in place with numpy arrays, batched). Nothing reads the tuning thread's state.
+  the compute-then-draw functions of :mod:`nbtune.plots` (each plotly figure is created once and
+  updated in place with numpy arrays, batched; a small anywidget draws its whole state in the
+  browser, see :mod:`nbtune.widgets._js`). Nothing reads the tuning thread's state.
 * The study runs in a background tuning thread (``Tuner.reserve`` then ``Tuner.work``, which is
   what ``Tuner.tune`` does), its experiments in subprocesses, so ``display()`` returns at once and
   the kernel stays free. Stop and pause go through the Tuner's ``stop_event``/``pause_event``.
@@ -13,7 +14,7 @@ How it is built:
   and ``space``, ``num_trials``, ``num_seeds``, ``error`` and ``status``. Setting ``targets`` or
   ``space`` (from code or the editors' *Apply* buttons) is validated, then applied.
 * Threads: observers run on the thread that sets a trait, so every change of the panel's widgets
-  happens under one lock, including the messages plotly's figures receive from the browser.
+  and figures happens under one lock.
   Background threads never ``display()`` and never print into the running cell (see
   :mod:`nbtune.widgets._kernel`): the Tuner runs quietly, and the panel's log is built from the
   storage.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import pprint
 import shlex
 import threading
@@ -50,7 +50,7 @@ from nbtune._study_view import StudyView
 from nbtune._tuner import Tuner
 from nbtune.widgets import _render
 from nbtune.widgets._editors import SpaceEditor, TargetsEditor
-from nbtune.widgets._js import CopyButton, RenderBeacon
+from nbtune.widgets._js import CopyButton, LivePlot
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
 from nbtune.widgets._literal import FieldError
 
@@ -67,46 +67,14 @@ _FIGURES = {
 _SCORE_LABEL = "Normalized score"
 
 
-class _LiveFigure(go.FigureWidget):
-    """A ``FigureWidget`` for a live panel: thread-safe, and whole in every browser view.
-
-    * The refresher thread updates the figure while the kernel's shell thread handles the
-      browser's messages about it (relayout, trace deltas); both change the same Python
-      objects, so the browser's messages are handled under the panel's lock.
-    * plotly sends updates as one-off messages (add traces, restyle, relayout) that only views
-      already drawn apply; a new view draws the widget's state, which plotly sends whole only
-      when the figure itself is displayed, not as a child of a container. And anywidget holds
-      a model's messages until its JavaScript (about 5 MB here) has loaded, while a view may
-      be drawn before them: a figure updated before its first view is drawn can show stale
-      data. :meth:`sync_state` sends the whole figure as the widget's state after each update
-      (so every new view, a reload or Voila, draws it whole), and the panel redraws its views
-      once the browser reports them drawn (see ``RenderBeacon``).
-    """
-
-    def __init__(self, lock: threading.RLock, **kwargs: Any) -> None:
-        self._nbtune_lock = lock
-        super().__init__(**kwargs)
-
-    def _handle_msg(self, msg: Any) -> None:
-        with self._nbtune_lock:
-            super()._handle_msg(msg)
-
-    def sync_state(self) -> None:
-        """Send the whole figure (data, and layout if it changed) as the widget's state."""
-        layout = self._layout_obj._props
-        if layout != self._widget_layout:
-            self._widget_layout = copy.deepcopy(layout)
-        self._widget_data = copy.deepcopy(self._data)
-
-
-def _figure(lock: threading.RLock) -> _LiveFigure:
-    fig = _LiveFigure(lock)
+def _figure() -> go.Figure:
+    fig = go.Figure()
     fig.update_layout(
-        height=_FIGURE_HEIGHT,
+        height=_FIGURE_HEIGHT,  # the browser draws it that high, as wide as the panel allows
         margin={"l": 55, "r": 20, "t": 40, "b": 40},
         template="plotly_white",
+        uirevision="nbtune",  # zoom and pan survive updates
     )
-    fig.sync_state()
     return fig
 
 
@@ -269,7 +237,6 @@ class TunerWidget(traitlets.HasTraits):
         self.refresh()
 
     def _build_panel(self) -> None:
-        lock = self._lock
         self._header = W.HTML()
         self._header.add_class("nbtune-header")
         self._status_html = W.HTML()
@@ -329,20 +296,18 @@ class TunerWidget(traitlets.HasTraits):
         )
         self._controls.add_class("nbtune-controls")
 
-        # Figures: each created once, updated in place; each in a box that carries its CSS
-        # class (anywidget views do not show a widget's own classes).
-        self._figures = {name: _figure(lock) for name in _FIGURES}
-        self._figure_boxes = {}
+        # Figures: each created once and updated in place by nbtune.plots, then drawn by one
+        # LivePlot each (see nbtune.widgets._js for why not plotly's FigureWidget).
+        self._figures = {name: _figure() for name in _FIGURES}
+        self._plots = {name: LivePlot(height=_FIGURE_HEIGHT) for name in _FIGURES}
+        boxes = []
         for name, css in _FIGURES.items():
-            box = W.Box([self._figures[name]], layout=W.Layout(width="50%", min_width="320px"))
+            box = W.Box([self._plots[name]], layout=W.Layout(width="50%", min_width="320px"))
             box.add_class(css)
             box.add_class("nbtune-figure")
-            self._figure_boxes[name] = box
-        boxes = list(self._figure_boxes.values())
+            boxes.append(box)
         row = W.Layout(flex_flow="row wrap")
         charts = W.VBox([W.HBox(boxes[:2], layout=row), W.HBox(boxes[2:], layout=row)])
-        self._beacon = RenderBeacon(expected=len(self._figures))
-        self._beacon.on_msg(self._on_beacon)
 
         # Best configuration
         self._best_command_html = W.HTML()
@@ -400,7 +365,6 @@ class TunerWidget(traitlets.HasTraits):
                 self._failures,
                 W.HTML("<b>Log</b>"),
                 self._log_html,
-                self._beacon,
             ],
             layout=W.Layout(width="100%"),
         )
@@ -442,8 +406,12 @@ class TunerWidget(traitlets.HasTraits):
         return None if self._tuner is None else self._tuner.study
 
     @property
-    def figures(self) -> dict[str, go.FigureWidget]:
-        """The live figures: ``history``, ``env_scores``, ``parcoords``, ``learning_curves``."""
+    def figures(self) -> dict[str, go.Figure]:
+        """The live figures: ``history``, ``env_scores``, ``parcoords``, ``learning_curves``.
+
+        Each is one ``go.Figure``, updated in place (by :mod:`nbtune.plots`) as the study
+        changes; the panel draws it in the browser.
+        """
         return dict(self._figures)
 
     @property
@@ -988,7 +956,7 @@ class TunerWidget(traitlets.HasTraits):
             elif result.changed:
                 curves = self._figures["learning_curves"]
                 plots.update_learning_curves_figure(curves, plots.get_learning_curves_info(view))
-                curves.sync_state()
+                self._plots["learning_curves"].draw(curves)
                 self._table.value = _render.trials_table_html(view)
             self._draw_status()
 
@@ -1003,8 +971,8 @@ class TunerWidget(traitlets.HasTraits):
         )
         if view.spec is not None and figs["history"].layout.yaxis.title.text != _SCORE_LABEL:
             figs["history"].layout.yaxis.title.text = _SCORE_LABEL
-        for fig in figs.values():
-            fig.sync_state()
+        for name, fig in figs.items():
+            self._plots[name].draw(fig)
         self._table.value = _render.trials_table_html(view)
         self._failures.value = _render.failures_html(view)
         command, params = self.best_command, self.best_params
@@ -1028,26 +996,6 @@ class TunerWidget(traitlets.HasTraits):
             self._progress.value = _render.progress_html(info)
         if text != self.status:
             self.status = text
-
-    def _on_beacon(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        """A view of the panel has drawn its figures: draw them again from the whole state.
-
-        Runs on the kernel's shell thread. The new figure views are created after the state
-        sent here (messages are handled in order once anywidget has loaded), so they show the
-        figures whole, whatever updates the first views missed.
-        """
-        if not isinstance(content, dict) or content.get("event") != "rendered":
-            return
-        with self._lock:
-            self._log(
-                "figures drawn in a browser view"
-                + ("" if content.get("complete") else " (timed out)")
-            )
-            for name, fig in self._figures.items():
-                fig.sync_state()
-                box = self._figure_boxes[name]
-                box.children = ()  # two messages: the browser drops its view, then draws anew
-                box.children = (fig,)
 
     def _log(self, line: str) -> None:
         with self._lock:
