@@ -588,7 +588,13 @@ _own_trials: set[tuple[str, int]] = set()
 
 
 def _storage_key(storage: BaseStorage) -> str:
-    return describe_storage(getattr(storage, "_backend", storage))
+    """Tells storages apart: by URL or journal path, else by object (an in-memory storage)."""
+    if isinstance(storage, JournalStorage):
+        return describe_storage(storage)
+    backend = getattr(storage, "_backend", storage)  # Optuna's cache wraps RDB storages
+    if isinstance(backend, RDBStorage):
+        return describe_storage(backend)
+    return f"{type(backend).__name__}@{id(backend)}"
 
 
 def fail_stale_trials(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,22 @@ def make_tuner(tmp_path: Path) -> Callable[..., Any]:
         return nbtune.Tuner(**kwargs)
 
     return make
+
+
+@pytest.fixture
+def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """wandb in offline mode writing under tmp_path; yields the folder its runs go to.
+
+    wandb reads its settings (WANDB_DIR among them) once per process, at its first run: tear
+    its process-wide state down around each test, or runs land in an earlier test's folder.
+    """
+    if os.environ.get("CI") == "true":
+        import wandb  # CI installs it: fail, never skip
+    else:
+        wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb.teardown()
+    yield tmp_path / "wandb"
+    wandb.teardown()

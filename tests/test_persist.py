@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -297,12 +296,8 @@ def test_bad_keep_runs():
         nbtune.Tuner(TOY, "m", {"A": [0, 1]}, SPACE, keep_runs="best")
 
 
-def test_wandb_tracks_each_trial_offline(make_tuner, tmp_path, monkeypatch):
-    pytest.importorskip("wandb") if os.environ.get("CI") != "true" else __import__("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+def test_wandb_tracks_each_trial_offline(make_tuner, wandb_offline):
     tuner = make_tuner(params_fn=SPACE, wandb_kwargs={"project": "nbtune-test"})
     tuner.tune(num_trials=2, num_seeds=1)
-    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    runs = sorted(wandb_offline.glob("offline-run-*"))
     assert len(runs) == 2

@@ -38,6 +38,7 @@ from nbtune._storage import (
     ResilientRDBStorage,
     fail_stale_trials,
     open_storage,
+    record_heartbeat,
     redact_url,
     resolve_storage_url,
     scrub,
@@ -391,7 +392,7 @@ def test_workers_ride_out_a_few_seconds_without_the_database(kind, tmp_path):
             db.outage(4.0)
             codes = [w.wait() for w in procs]
             outputs = [w.output for w in procs]
-        assert codes == [0, 0], outputs
+        assert codes == [0, 0], "\n\n".join(outputs)
         assert any("reachable again" in out for out in outputs), outputs  # the outage hit
         study = load(db.url)
         trials = assert_accounted_for(study, 6)
@@ -576,3 +577,24 @@ def test_an_orphaned_claim_is_given_back(kind, tmp_path):
         assert [t.state for t in retry] == [TrialState.WAITING]
         assert "nbtune:heartbeat" not in retry[0].system_attrs
         assert budget_state(study).waiting == 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_own_trials_are_told_apart_across_studies_in_one_process(kind, tmp_path):
+    # This process beats for trial 0 of one study: trial 0 of another study is not its own,
+    # and when orphaned it is still given back (journal studies once shared one key).
+    def url(name: str) -> str:
+        return (
+            f"sqlite:///{tmp_path / name}.db" if kind == "sqlite" else str(tmp_path / f"{name}.log")
+        )
+
+    with reserved_study(url("mine"), tmp_path / "mine", 1, sleep=0, heartbeat=1) as mine:
+        own = _pop_waiting(mine.study)
+        assert own is not None
+        record_heartbeat(mine.study, own)
+        with reserved_study(url("other"), tmp_path / "other", 1, sleep=0, heartbeat=1) as other:
+            orphan = _pop_waiting(other.study)
+            assert orphan == own  # the same id in another storage
+            time.sleep(1.2)
+            assert fail_stale_trials(other.study, grace_period=1.0) == [0]
+            assert fail_stale_trials(mine.study, grace_period=1.0) == []  # alive: this process

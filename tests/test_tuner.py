@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -198,16 +197,12 @@ def test_seed_examples_run_with_only_the_import_changed(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("example", ["unknown_scales", "wandb"])
-def test_the_seeds_other_examples_run(tmp_path, monkeypatch, example):
+def test_the_seeds_other_examples_run(tmp_path, monkeypatch, request, example):
     """The seed's "w/o knowing the reward scales" and "w/ Weights and Biases" examples."""
     monkeypatch.chdir(tmp_path)
     extra = {}
     if example == "wandb":
-        if os.environ.get("CI") != "true":
-            pytest.importorskip("wandb")
-        monkeypatch.setenv("WANDB_MODE", "offline")
-        monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-        monkeypatch.setenv("WANDB_SILENT", "true")
+        wandb_dir = request.getfixturevalue("wandb_offline")
         extra["wandb_kwargs"] = {"project": "cleanrl"}
     from nbtune import Tuner
 
@@ -243,7 +238,7 @@ def test_the_seeds_other_examples_run(tmp_path, monkeypatch, example):
     raw = best.user_attrs["raw_scores"]["CartPole-v1"][0]
     assert best.value == raw and 0 < raw <= 505
     if example == "wandb":
-        assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+        assert len(list(wandb_dir.glob("offline-run-*"))) == 2
 
 
 def test_num_seeds_in_the_constructor_is_the_default(make_tuner):
