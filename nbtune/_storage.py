@@ -414,11 +414,14 @@ class ResilientRDBStorage(RDBStorage):
     def __init__(
         self, url: str, *, retry_seconds: float = DEFAULT_RETRY_SECONDS, **kwargs: Any
     ) -> None:
-        super().__init__(url, **kwargs)
+        self.url = url
         self.retry_seconds = retry_seconds
         self._tokens_tried: set[str] = set()  # creations attempted and not yet returned
         #: ``time.monotonic()`` when the last outage (a call retried, not for a lock) ended.
         self.recovered_at: float | None = None
+        # Connecting, creating the tables and checking the schema version ride out an outage too
+        # (a worker that starts while the database restarts waits for it).
+        self._retry(lambda _: RDBStorage.__init__(self, url, **kwargs))
 
     def _retry(self, operation: Callable[[bool], T]) -> T:
         """Run ``operation(retried)`` until it succeeds, retrying transient database errors."""
@@ -452,9 +455,10 @@ class ResilientRDBStorage(RDBStorage):
                             f"nbtune: storage {redact_url(str(self.url))} unreachable or busy "
                             f"({reason}); retrying for up to {self.retry_seconds:.0f} s"
                         )
-                    if not locked:
+                    engine = getattr(self, "engine", None)  # none yet while connecting
+                    if not locked and engine is not None:
                         # The pool may hold connections to a server that restarted: drop them.
-                        self.engine.dispose()
+                        engine.dispose()
                     time.sleep(min(delay, self.retry_seconds - waited) * random.uniform(0.5, 1.0))
                     # A lock passes in milliseconds; a server takes seconds to come back.
                     delay = min(2 * delay, 0.25 if locked else 2.0)

@@ -402,6 +402,24 @@ def test_workers_ride_out_a_few_seconds_without_the_database(kind, tmp_path):
         assert PASSWORD not in out
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_worker_started_during_an_outage_waits_for_the_database(kind, tmp_path):
+    # Connecting, creating the tables and checking the schema are retried like every call.
+    database = postgres_database() if kind == "postgresql" else mysql_database()
+    with database as db, reserved_study(db.url, tmp_path, 2, sleep=0, heartbeat=5):
+        outage = threading.Thread(target=db.outage, args=(4.0,))
+        outage.start()
+        time.sleep(0.5)  # the database refuses connections now
+        with workers(db.url, tmp_path, 1) as (worker,):
+            code = worker.wait()
+        outage.join()
+        assert code == 0, worker.output
+        assert "reachable again" in worker.output
+        study = load(db.url)
+        assert [t.state for t in assert_accounted_for(study, 2)] == [TrialState.COMPLETE] * 2
+        dispose(study)
+
+
 def test_no_password_in_any_output(tmp_path):
     with postgres_database(password=PASSWORD) as db:
         url = db.url
