@@ -52,8 +52,10 @@ class ProgressBar:
         parts = [
             f"{counts.get('RUNNING', 0)} running",
             f"{counts.get('PRUNED', 0)} pruned",
-            f"{counts.get('FAIL', 0)} failed",
+            f"{counts.get('FAIL', 0) - info.n_given_back} failed",
         ]
+        if info.n_given_back:
+            parts.append(f"{info.n_given_back} interrupted")
         if info.best_value is not None:
             parts.append(f"best {info.best_value:.4g}")
         if info.eta_seconds is not None and info.remaining:

@@ -632,7 +632,8 @@ class StatusInfo:
     Attributes:
         counts: Trials per state name (``"RUNNING"``, ``"COMPLETE"``, ...), zeros included.
         n_trials: All trials.
-        n_finished: Complete, pruned and failed trials.
+        n_finished: Finished trials as the budget counts them: complete, pruned, and failed
+            by their script (not ``n_given_back``).
         total: The trial budget (explicit, or from the study spec), or ``None``.
         remaining: ``total - n_finished`` (not below 0), or ``None``.
         seconds_per_trial: Mean interval between the recent completions (running trials in
@@ -640,6 +641,8 @@ class StatusInfo:
         eta_seconds: Estimated seconds until ``total`` trials are finished, or ``None``.
         elapsed_seconds: Since the first trial started, or ``None``.
         best_value: The best objective value so far (objective 0), or ``None``.
+        n_given_back: Failed trials that do not count: interrupted (stopped, Ctrl-C) or whose
+            process died; their reservation went back to the queue and runs again.
 
     """
 
@@ -652,6 +655,7 @@ class StatusInfo:
     eta_seconds: float | None
     elapsed_seconds: float | None
     best_value: float | None = None
+    n_given_back: int = 0
 
 
 def _recorded_total(view: StudyView) -> int | None:
@@ -726,10 +730,11 @@ def get_status_info(
     cols = view.columns
     now = time.time() if now is None else now
     counts = view.count_states()
-    n_finished = sum(counts[TrialState(code)] for code in _FINISHED)
+    n_finished = _budget_finished(view, counts)
+    n_given_back = sum(counts[TrialState(code)] for code in _FINISHED) - n_finished
     if total is None:
         total = _recorded_total(view)
-    remaining = None if total is None else max(total - _budget_finished(view, counts), 0)
+    remaining = None if total is None else max(total - n_finished, 0)
     times = cols.datetime_complete[np.isin(cols.state, _FINISHED)]
     times = times[~np.isnan(times)]
     seconds_per_trial = None
@@ -759,6 +764,7 @@ def get_status_info(
         eta_seconds=eta,
         elapsed_seconds=elapsed,
         best_value=None if best is None else float(view.trial(best).values[0]),
+        n_given_back=n_given_back,
     )
 
 
@@ -776,19 +782,25 @@ def _duration(seconds: float) -> str:
 def format_status(info: StatusInfo) -> str:
     """One line of text for a status: counts, progress, best value and ETA.
 
+    Failed trials given back (interrupted, or their process died) show as "interrupted", apart
+    from those the script failed.
+
     Example:
-        >>> info = StatusInfo(counts={"RUNNING": 2, "COMPLETE": 10, "PRUNED": 1, "FAIL": 0,
-        ...                           "WAITING": 0}, n_trials=13, n_finished=11, total=50,
+        >>> info = StatusInfo(counts={"RUNNING": 2, "COMPLETE": 10, "PRUNED": 1, "FAIL": 1,
+        ...                           "WAITING": 0}, n_trials=14, n_finished=11, total=50,
         ...                   remaining=39, seconds_per_trial=30.0, eta_seconds=1170.0,
-        ...                   elapsed_seconds=330.0, best_value=0.8123)
+        ...                   elapsed_seconds=330.0, best_value=0.8123, n_given_back=1)
         >>> format_status(info)
-        '11/50 finished: 10 complete, 1 pruned, 2 running | best 0.8123 | ETA 19m30s'
+        '11/50 finished: 10 complete, 1 pruned, 1 interrupted, 2 running | best 0.8123 | ETA 19m30s'
 
     """
+    counts = dict(info.counts)
+    counts["FAIL"] = counts.get("FAIL", 0) - info.n_given_back
+    counts["INTERRUPTED"] = info.n_given_back
     parts = [
-        f"{info.counts.get(name, 0)} {name.lower()}"
-        for name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
-        if info.counts.get(name, 0)
+        f"{counts.get(name, 0)} {name.lower()}"
+        for name in ("COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING")
+        if counts.get(name, 0)
     ]
     done = f"{info.n_finished}/{info.total}" if info.total is not None else f"{info.n_finished}"
     text = f"{done} finished: " + (", ".join(parts) if parts else "no trials")

@@ -247,8 +247,11 @@ def test_status_reads_the_recorded_budget(rich: tuple[str, optuna.Study]) -> Non
     study._storage.set_trial_system_attr(stale._trial_id, "nbtune:fail_kind", "stale")
     study.tell(stale, state=TrialState.FAIL)
     info = get_status_info(StudyView(url, "rich"))
-    assert info.total == 20 and info.n_finished == 16
+    assert info.total == 20 and info.n_finished == 15 and info.n_given_back == 1
     assert info.remaining == 20 - 15
+    assert format_status(info).startswith(
+        "15/20 finished: 12 complete, 2 pruned, 1 fail, 1 interrupted, 2 running"
+    )
 
 
 def test_status_without_budget_or_trials() -> None:

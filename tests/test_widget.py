@@ -140,6 +140,26 @@ def test_field_parsing_takes_literals_and_never_evaluates(tmp_path):
         _literal.number("True")
 
 
+def test_live_plot_sends_the_whole_figure_and_plotly_js_on_request(monkeypatch):
+    import plotly.graph_objects as go
+
+    from nbtune.widgets._js import LivePlot
+
+    plot = LivePlot()
+    fig = go.Figure(go.Scatter(x=np.arange(3), y=np.array([0.5, 0.25, 1.0])))
+    fig.update_layout(title={"text": "T"})
+    plot.draw(fig)
+    (trace,) = plot.traces
+    assert trace["type"] == "scatter" and "bdata" in trace["y"]  # numpy as a typed array
+    assert plot.figure_layout["title"]["text"] == "T"
+    sent: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(plot, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    plot._on_custom_message(plot, {"event": "plotly.js?"}, [])
+    ((content, buffers),) = sent
+    assert content == {"event": "plotly.js"}
+    assert buffers[0].startswith(b"/**") and b"plotly.js" in buffers[0][:100]
+
+
 # --------------------------------------------------------------------------------------------
 # Editors: validation beside the fields, nothing applied
 # --------------------------------------------------------------------------------------------
@@ -335,7 +355,7 @@ def test_a_target_edit_during_a_run_continues_in_the_fork(make_widget):
 
 def test_stop_leaves_no_trial_running_and_start_finishes_the_budget(make_widget):
     widget = make_widget(
-        num_trials=2, target_scores={"EnvA": [0, 100]}, params_fn=_space(**{"log-sleep": 0.3})
+        num_trials=2, target_scores={"EnvA": [0, 100]}, params_fn=_space(**{"log-sleep": 0.15})
     )
     widget.start()
     running = _until(lambda: _running_trial(widget), what="a running trial")

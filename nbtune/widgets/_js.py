@@ -93,8 +93,6 @@ function loadPlotly(model) {
 
 async function render({ model, el }) {
   // A plot of fixed height and the container's width; plotly fills it (autosize).
-  el.style.width = "100%";
-  el.style.minWidth = "0";
   const gd = document.createElement("div");
   gd.className = "nbtune-plot";
   gd.style.width = "100%";
@@ -159,6 +157,9 @@ class LivePlot(anywidget.AnyWidget):
     height = traitlets.Int(300).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
+        import ipywidgets
+
+        kwargs.setdefault("layout", ipywidgets.Layout(width="100%", min_width="0"))
         super().__init__(**kwargs)
         self.on_msg(self._on_custom_message)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -69,7 +69,7 @@ def progress_html(status: StatusInfo | None) -> str:
     """A stacked bar of the budget: complete, pruned, failed, running, then what is left."""
     if status is None:
         return ""
-    counts = status.counts
+    counts = {**status.counts, "FAIL": status.counts.get("FAIL", 0) - status.n_given_back}
     shown = [(name, counts.get(name, 0)) for name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")]
     used = sum(n for _, n in shown)
     total = max(status.total or 0, used, 1)
@@ -210,8 +210,3 @@ def trial_event(trial: FrozenTrial) -> str:
 
 def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
-
-
-def env_list(envs: Sequence[str]) -> str:
-    """Environments as text."""
-    return ", ".join(envs)

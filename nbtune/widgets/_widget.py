@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import pprint
 import shlex
 import threading
@@ -37,7 +38,7 @@ import ipywidgets as W
 import optuna
 import plotly.graph_objects as go
 import traitlets
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import plots
 from nbtune._budget import budget_state
@@ -67,11 +68,12 @@ _FIGURES = {
 _SCORE_LABEL = "Normalized score"
 
 
-def _figure() -> go.Figure:
+def _figure(name: str) -> go.Figure:
     fig = go.Figure()
+    top = 80 if name == "parcoords" else 40  # room for the axis labels under the title
     fig.update_layout(
         height=_FIGURE_HEIGHT,  # the browser draws it that high, as wide as the panel allows
-        margin={"l": 55, "r": 20, "t": 40, "b": 40},
+        margin={"l": 55, "r": 20, "t": top, "b": 40},
         template="plotly_white",
         uirevision="nbtune",  # zoom and pan survive updates
     )
@@ -298,7 +300,7 @@ class TunerWidget(traitlets.HasTraits):
 
         # Figures: each created once and updated in place by nbtune.plots, then drawn by one
         # LivePlot each (see nbtune.widgets._js for why not plotly's FigureWidget).
-        self._figures = {name: _figure() for name in _FIGURES}
+        self._figures = {name: _figure(name) for name in _FIGURES}
         self._plots = {name: LivePlot(height=_FIGURE_HEIGHT) for name in _FIGURES}
         boxes = []
         for name, css in _FIGURES.items():
@@ -963,7 +965,8 @@ class TunerWidget(traitlets.HasTraits):
     def _draw_all(self) -> None:
         view = self._view
         figs = self._figures
-        plots.update_history_figure(figs["history"], plots.get_history_info(view))
+        history = _finished_history(plots.get_history_info(view))
+        plots.update_history_figure(figs["history"], history)
         plots.update_env_scores_figure(figs["env_scores"], plots.get_env_scores_info(view))
         plots.update_parcoords_figure(figs["parcoords"], plots.get_parcoords_info(view))
         plots.update_learning_curves_figure(
@@ -1043,6 +1046,20 @@ def _refresh_loop(
             with contextlib.suppress(Exception):
                 widget._log(f"refresh failed: {type(exc).__name__}: {exc}")
         del widget
+
+
+def _finished_history(info: plots.HistoryInfo) -> plots.HistoryInfo:
+    """The history without waiting trials (nbtune reserves its budget as waiting trials)."""
+    keep = info.states != int(TrialState.WAITING)
+    if keep.all():
+        return info
+    return dataclasses.replace(
+        info,
+        numbers=info.numbers[keep],
+        states=info.states[keep],
+        values=info.values[keep],
+        best=info.best[keep],
+    )
 
 
 def _close_tree(widget: W.Widget) -> None:
