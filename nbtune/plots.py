@@ -885,6 +885,7 @@ def update_history_figure(fig: Any, info: HistoryInfo) -> Any:
         traces[0].x, traces[0].y = info.numbers[complete], info.values[complete]
         traces[1].x, traces[1].y = info.numbers[pruned], info.values[pruned]
         traces[2].x, traces[2].y = info.numbers[has_best], info.best[has_best]
+        fig.update_xaxes(dtick=_integer_dtick(info.numbers))
         if first:
             fig.update_layout(
                 title={"text": "Optimization history" + (f" ({info.note})" if info.note else "")},
@@ -893,6 +894,16 @@ def update_history_figure(fig: Any, info: HistoryInfo) -> Any:
                 legend={"orientation": "h", "y": -0.2},
             )
     return fig
+
+
+def _integer_dtick(xs: np.ndarray) -> int | None:
+    """Ticks at every integer over a short range (trial numbers, checkpoints), else automatic.
+
+    Plotly's automatic ticks over a range of a few units fall between integers (0.2, 0.4, ...).
+    """
+    if xs.size == 0:
+        return None
+    return 1 if float(np.max(xs)) - float(np.min(xs)) <= 10 else None
 
 
 def plot_history(info: HistoryInfo) -> go.Figure:
@@ -1017,6 +1028,8 @@ def update_learning_curves_figure(fig: Any, info: LearningCurvesInfo) -> Any:
                 "dash": "solid" if running or curve.is_best else "dot",
                 "width": 3 if curve.is_best else 1.5,
             }
+        steps = [c.steps for c in info.curves if len(c.steps)]
+        fig.update_xaxes(dtick=_integer_dtick(np.concatenate(steps) if steps else np.array([])))
         if first:
             fig.update_layout(
                 title={"text": "Learning curves"},

@@ -3,7 +3,10 @@
 Runs ``tests/notebooks/widget_live.ipynb`` (the toy script into a temporary study): the panel
 and its plots render, the score curve gains points while trials run, a target edited in the
 panel re-scores the curve, a ``1 + 1`` cell answers while the study runs (timed in the
-browser), and Stop stops it. Screenshots go to ``test-artifacts/`` (git-ignored).
+browser), and Stop stops it. Then the flagship ``notebooks/tune_cartpole_acrobot.ipynb`` in
+smoke mode (``NBTUNE_SMOKE=1``): Run All, every cell runs without an error, and both panels (the
+recorded demo study and the study the notebook runs) draw their plots. Screenshots go to
+``test-artifacts/`` (git-ignored).
 
 Locally it is skipped when Chromium, Playwright or JupyterLab is missing; under ``CI=true`` it
 fails instead. Install Chromium with ``apt-get install -y chromium`` (never ``playwright
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,6 +37,7 @@ from _support import TOY, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = Path(__file__).parent / "notebooks" / "widget_live.ipynb"
+FLAGSHIP = ROOT / "notebooks" / "tune_cartpole_acrobot.ipynb"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -95,16 +100,26 @@ def _write_lab_settings(settings: Path) -> None:
         path.write_text(json.dumps(values))
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """A JupyterLab server on a free port with every Jupyter folder in ``tmp_path``."""
+@contextlib.contextmanager
+def _jupyter_lab(
+    tmp_path: Path, copies: dict[str, Path], env: dict[str, str]
+) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server on a free port with every Jupyter folder in ``tmp_path``.
+
+    ``copies`` maps names in the server's root (also the kernels' working directory) to the
+    files or folders copied there; ``env`` is added to the server's environment, which its
+    kernels inherit. Yields the server's URL and token.
+    """
     _require_stack()
     home = tmp_path / "jupyter"
     root = tmp_path / "root"
-    work = tmp_path / "work"
-    for folder in (home, root, work):
+    for folder in (home, root):
         folder.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    for name, source in copies.items():
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        else:
+            shutil.copy(source, root / name)
     settings = home / "lab-settings"
     _write_lab_settings(settings)
     token = secrets.token_hex(16)
@@ -117,9 +132,8 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         "IPYTHONDIR": str(home / "ipython"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-        "NBTUNE_TOY_SCRIPT": str(TOY),
-        "NBTUNE_WORKDIR": str(work),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **env,
     }
     log = (tmp_path / "jupyter.log").open("w")
     server = subprocess.Popen(
@@ -158,7 +172,7 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
             time.sleep(0.5)
         for session in _api(base, token, "/api/sessions"):  # a fresh kernel for this test
             _api(base, token, f"/api/sessions/{session['id']}", method="DELETE")
-        yield base, token, work
+        yield base, token
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
@@ -171,11 +185,40 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         log.close()
 
 
+@pytest.fixture
+def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """JupyterLab serving ``widget_live.ipynb``, its toy study in the yielded work folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"NBTUNE_TOY_SCRIPT": str(TOY), "NBTUNE_WORKDIR": str(work)}
+    with _jupyter_lab(tmp_path, {NOTEBOOK.name: NOTEBOOK}, env) as (base, token):
+        yield base, token, work
+
+
+@pytest.fixture
+def flagship_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """JupyterLab serving the flagship notebook in smoke mode.
+
+    ``NBTUNE_SMOKE=1`` reaches the kernel: a tiny budget, and the study in a
+    ``tempfile.TemporaryDirectory``, which ``TMPDIR`` puts in the yielded folder. The notebook
+    opens ``data/demo_study.log`` from its working directory, so ``data/`` is copied beside it.
+    """
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    copies = {FLAGSHIP.name: FLAGSHIP, "data": FLAGSHIP.parent / "data"}
+    env = {"NBTUNE_SMOKE": "1", "TMPDIR": str(scratch)}
+    with _jupyter_lab(tmp_path, copies, env) as (base, token):
+        yield base, token, scratch
+
+
 # JavaScript run in the page --------------------------------------------------------------------
 
-# The history plot as drawn: complete trials (x, y) and the best-so-far line.
-_HISTORY = """() => {
-  const gd = document.querySelector('.nbtune-history .js-plotly-plot');
+# The history plot as drawn: complete trials (x, y) and the best-so-far line. The argument
+# picks the code cell (its index among code cells) whose panel to read; null: the page's first.
+_HISTORY = """(cell) => {
+  const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
+  const scope = cell === null ? document : cells[cell];
+  const gd = scope && scope.querySelector('.nbtune-history .js-plotly-plot');
   if (!gd || !gd._fullData || gd._fullData.length < 3) return null;
   const arr = (a) => (a ? Array.from(a, Number) : []);
   const full = gd._fullData;
@@ -207,15 +250,17 @@ _TIME_CELL = """async (index) => {
 }"""
 
 
-def _history(page: Any) -> dict[str, list[float]] | None:
-    return page.evaluate(_HISTORY)
+def _history(page: Any, cell: int | None = None) -> dict[str, list[float]] | None:
+    return page.evaluate(_HISTORY, cell)
 
 
-def _wait_history(page: Any, predicate: Any, timeout: float, what: str) -> dict[str, list[float]]:
+def _wait_history(
+    page: Any, predicate: Any, timeout: float, what: str, cell: int | None = None
+) -> dict[str, list[float]]:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = _history(page)
+        last = _history(page, cell)
         if last is not None and predicate(last):
             return last
         page.wait_for_timeout(250)
@@ -359,4 +404,140 @@ def test_widget_live_in_jupyterlab(jupyter_lab: tuple[str, str, Path]) -> None:
     print(f"\n1+1 while tuning: median {report['median_ms_while_running']:.0f} ms {running}")
     print(f"1+1 idle: median {report['median_ms_idle']:.0f} ms")
     assert report["median_ms_while_running"] < 2000, report
+    assert not errors, errors
+
+
+# The flagship notebook's code cells as JupyterLab's model holds them: execution count and errors
+# (in the page an error renders like stderr, same classes and mime type, so ask the model).
+_CELLS = """(path) => {
+  const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(
+    (widget) => widget.context && widget.context.path === path
+  );
+  if (!panel) return null;
+  return Array.from(panel.content.model.cells)
+    .filter((cell) => cell.type === 'code')
+    .map((cell) => ({
+      count: cell.executionCount,
+      errors: cell.outputs
+        .toJSON()
+        .filter((output) => output.output_type === 'error')
+        .map((output) => `${output.ename}: ${output.evalue}`),
+    }));
+}"""
+
+
+def _code_cell(sources: list[str], text: str) -> int:
+    """The index among the code cells of the one cell whose source contains ``text``."""
+    found = [i for i, source in enumerate(sources) if text in source]
+    assert len(found) == 1, (text, found)
+    return found[0]
+
+
+@pytest.mark.timeout(900)
+def test_flagship_notebook_in_jupyterlab(flagship_lab: tuple[str, str, Path]) -> None:
+    """The flagship notebook, Run All in JupyterLab (smoke mode): every cell runs, no errors."""
+    import optuna
+    from optuna.trial import TrialState
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token, scratch = flagship_lab
+    executable = _chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    sources = [
+        "".join(cell["source"])
+        for cell in json.loads(FLAGSHIP.read_text())["cells"]
+        if cell["cell_type"] == "code"
+    ]
+    demo_cell = _code_cell(sources, "TunerWidget.watch(")
+    live_cell = _code_cell(sources, "TunerWidget(tuner")
+    phases: dict[str, float] = {}
+    started = time.monotonic()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 2200})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            page.goto(f"{base}/lab/tree/{FLAGSHIP.name}?reset&token={token}")
+            # The toolbar says idle before the kernel is connected: wait for the status bar.
+            expect(page.locator("#jp-main-statusbar")).to_contain_text(
+                "ipykernel) | Idle", timeout=120_000
+            )
+            phases["kernel ready"] = round(time.monotonic() - started, 1)
+            page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
+            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+
+            # Every code cell runs: its prompt reads [n]:. Run All stops at a cell that raises
+            # (the cells after it stay [ ]:), so look for errors while waiting, not only after.
+            code_cells = page.locator(".jp-Notebook .jp-CodeCell")
+            prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+            stderr = page.locator(
+                '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+            )
+            deadline = time.monotonic() + 600  # ~35 s under nbmake on a quiet machine
+            while True:
+                cells = page.evaluate(_CELLS, FLAGSHIP.name)
+                assert cells is not None, "the notebook is not open in JupyterLab"
+                assert len(cells) == len(sources) == code_cells.count(), (cells, sources)
+                raised = {i: cell["errors"] for i, cell in enumerate(cells) if cell["errors"]}
+                assert not raised, f"code cells raised: {raised}"
+                # Tracebacks printed to stderr (a thread's exception, say) fail it too.
+                tracebacks = [
+                    text for text in stderr.all_text_contents() if "Traceback (most recent" in text
+                ]
+                assert not tracebacks, tracebacks
+                texts = prompts.all_text_contents()
+                if all(isinstance(cell["count"], int) for cell in cells) and all(
+                    re.fullmatch(r"\[\d+\]:", text.strip()) for text in texts
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"cells not finished within 600 s: {texts}")
+                page.wait_for_timeout(1000)
+            phases["all cells ran"] = round(time.monotonic() - started, 1)
+
+            # Both panels rendered: the recorded demo study, then the study this notebook ran.
+            for index in (demo_cell, live_cell):
+                panel = code_cells.nth(index).locator(".nbtune-panel")
+                expect(panel).to_have_count(1)
+                panel.scroll_into_view_if_needed()
+                for css in ("nbtune-history", "nbtune-env-scores"):
+                    expect(panel.locator(f".{css} .js-plotly-plot .main-svg").first).to_be_visible(
+                        timeout=60_000
+                    )
+                expect(panel.locator(".nbtune-parcoords .js-plotly-plot .parcoords")).to_have_count(
+                    1, timeout=60_000
+                )
+            live = code_cells.nth(live_cell).locator(".nbtune-panel")
+            expect(live.locator(".nbtune-status")).to_contain_text("finished", timeout=30_000)
+            expect(live.locator(".nbtune-error")).to_have_text("")
+
+            # The history plot shows the study's complete trials, as stored.
+            (database,) = scratch.glob("nbtune-smoke-*/*.db")  # the smoke run's own folder
+            storage = f"sqlite:///{database}"
+            (study_name,) = optuna.get_all_study_names(storage)
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            values = {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}
+            assert values, [t.state for t in study.trials]
+            history = _wait_history(
+                page,
+                lambda h: sorted(h["x"]) == sorted(values),
+                60,
+                "every complete trial in the history plot",
+                cell=live_cell,
+            )
+            for x, y in zip(history["x"], history["y"], strict=True):
+                assert y == pytest.approx(values[int(x)])
+            # The last cell's plain plotly figures render too.
+            plots = code_cells.nth(len(sources) - 1).locator(".js-plotly-plot .main-svg")
+            expect(plots.first).to_be_visible(timeout=60_000)
+            phases["panels and plots checked"] = round(time.monotonic() - started, 1)
+            live.screenshot(path=str(ARTIFACTS / "flagship.png"))
+        finally:
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / "flagship_last.png"), full_page=True)
+            browser.close()
+
+    print(f"\nflagship notebook in JupyterLab: {phases}")
     assert not errors, errors

@@ -435,3 +435,12 @@ def test_importing_does_not_import_plotly_or_widgets() -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(plots, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("n_trials", "dtick"), [(3, 1), (40, None)])
+def test_history_ticks_whole_trial_numbers(n_trials: int, dtick: int | None) -> None:
+    pytest.importorskip("plotly")
+    study = optuna.create_study(study_name=f"ticks-{n_trials}")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=n_trials)
+    fig = plots.plot_history(plots.get_history_info(StudyView.from_study(study)))
+    assert fig.layout.xaxis.dtick == dtick  # no ticks at 0.2, 0.4, ... over a few trials
