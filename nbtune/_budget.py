@@ -1,10 +1,15 @@
 """The study's trial budget, shared by every process that works on it.
 
 ``tune(num_trials)`` raises the study's recorded total to (trials finished so far + num_trials)
-and *reserves* the missing trials by enqueueing them (Optuna's ``ask()`` reserves nothing: two
+and *reserves* trials by enqueueing blank ones (Optuna's ``ask()`` reserves nothing: two
 processes asking at once would both start a trial). A process only runs trials it popped from
-that queue, which Optuna does atomically, so several processes together add exactly
-``num_trials``.
+that queue, which Optuna does atomically, and after the pop checks that finished and running
+trials stay within the total, so several processes together add exactly ``num_trials``.
+
+At most :data:`RESERVE_AHEAD` blank reservations wait at a time; a process that finds the
+queue empty while the total has room reserves one more. A study of thousands of trials would
+otherwise hold thousands of WAITING trials, which every read of the study's unfinished trials
+(Optuna caches finished ones only) fetches again: seconds of CPU per read.
 
 Finished means complete, pruned, or failed by the script itself. A trial failed because its
 process died (stale heartbeat) is retried by Optuna's callback, which enqueues it again; a trial
@@ -25,6 +30,8 @@ TOTAL_TRIALS = "nbtune:total_trials"
 _RESERVED = "nbtune:reserved"
 #: System attributes of trials taken from the queue: reservations, retries, enqueued ones.
 QUEUED_MARKS = frozenset({_RESERVED, "failed_trial", "fixed_params"})
+#: Blank reservations made ahead of time; more are made on demand as trials are claimed.
+RESERVE_AHEAD = 16
 
 
 def counts_as_finished(trial: FrozenTrial) -> bool:
@@ -75,18 +82,20 @@ def budget_state(study: optuna.Study) -> BudgetState:
 
 
 def extend_budget(study: optuna.Study, num_trials: int) -> BudgetState:
-    """Set the total to finished + ``num_trials`` and reserve the trials that are missing.
+    """Set the total to finished + ``num_trials`` and reserve trials ahead (at most 16).
 
     Trials already waiting (enqueued baselines, reservations left by an interrupted run) and
-    trials running in other processes count towards the new total.
+    trials running in other processes count towards the new total. The rest of the total is
+    reserved on demand by :func:`claim_trial`.
     """
     state = budget_state(study)
     total = state.finished + num_trials
     study.set_user_attr(TOTAL_TRIALS, total)
-    missing = total - state.finished - state.running - state.waiting
-    for _ in range(max(0, missing)):
+    missing = max(0, total - state.finished - state.running - state.waiting)
+    made = min(missing, RESERVE_AHEAD)
+    for _ in range(made):
         reserve_slot(study)
-    return BudgetState(total, state.finished, state.running, state.waiting + max(0, missing))
+    return BudgetState(total, state.finished, state.running, state.waiting + made)
 
 
 def reserve_slot(study: optuna.Study) -> None:
@@ -105,16 +114,23 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
     ``tune`` lowers the total), so after the pop the claim counts finished and running trials,
     this one included, and gives the trial back if the total would be exceeded. Two processes
     popping at once both see both trials running: at worst both give back and try again, never
-    both run past the total.
+    both run past the total. An empty queue while the total has room (reservations are made
+    :data:`RESERVE_AHEAD` at a time) gets one more reservation, which this call then pops.
     """
-    trial_id = _pop_waiting(study)
-    if trial_id is None:
-        return None
-    state = budget_state(study)
-    if state.total is not None and state.finished + state.running > state.total:
-        study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
-        return None
-    return optuna.Trial(study, trial_id)
+    for _ in range(3):
+        trial_id = _pop_waiting(study)
+        if trial_id is None:
+            state = budget_state(study)
+            if state.total is None or state.finished + state.running + state.waiting >= state.total:
+                return None
+            reserve_slot(study)  # the total has room: reserve on demand, then pop again
+            continue
+        state = budget_state(study)
+        if state.total is not None and state.finished + state.running > state.total:
+            study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+            return None
+        return optuna.Trial(study, trial_id)
+    return None
 
 
 def _pop_waiting(study: optuna.Study) -> int | None:

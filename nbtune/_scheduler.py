@@ -39,7 +39,7 @@ from nbtune._resources import available_memory
 from nbtune._retention import apply_retention
 from nbtune._scoring import Aggregation, normalize, normalize_all, trial_value
 from nbtune._space import ParamsFn, sample_params
-from nbtune._storage import fail_stale_trials, record_heartbeat
+from nbtune._storage import fail_stale_trials, forget_trial, record_heartbeat
 from nbtune._version import __version__
 
 
@@ -133,6 +133,7 @@ class _TrialRun:
     slots: dict[tuple[int, str], int] = field(default_factory=dict)
     checkpoint_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     tails_polled: float = 0.0
+    told: bool = False  # this process told Optuna the trial's outcome
 
     @property
     def running(self) -> list[Experiment]:
@@ -265,28 +266,33 @@ class Scheduler:
                 if self._sync_pause():
                     now = time.monotonic()
                     if now >= next_heartbeat:
-                        for run in self._active:
-                            record_heartbeat(self.study, run.trial._trial_id)
+                        self._beat()
                         next_heartbeat = now + self.heartbeat_interval
                     if deadline is not None:
                         deadline += self.poll_interval  # a pause does not use up the time budget
                     self.stop_event.wait(self.poll_interval)
                     continue
                 for run in list(self._active):
-                    self._poll_trial(run)
-                    if run.done:
+                    try:
+                        self._poll_trial(run)
+                        if not run.done:
+                            continue
                         state = self._finish_trial(run)
-                        self._active.remove(run)
-                        if state == TrialState.COMPLETE:
-                            summary.complete += 1
-                            consecutive_failures = 0
-                        elif state == TrialState.PRUNED:
-                            summary.pruned += 1
-                            consecutive_failures = 0
-                        else:
-                            summary.failed += 1
-                            consecutive_failures += 1
-                            last_failure = run.failure[0] if run.failure else ""
+                    except Exception:
+                        if not self._lost_to_another_process(run):
+                            raise
+                        continue
+                    self._active.remove(run)
+                    if state == TrialState.COMPLETE:
+                        summary.complete += 1
+                        consecutive_failures = 0
+                    elif state == TrialState.PRUNED:
+                        summary.pruned += 1
+                        consecutive_failures = 0
+                    else:
+                        summary.failed += 1
+                        consecutive_failures += 1
+                        last_failure = run.failure[0] if run.failure else ""
                 if (
                     self.max_consecutive_failures is not None
                     and consecutive_failures >= self.max_consecutive_failures
@@ -321,8 +327,7 @@ class Scheduler:
                     self.stop_event.wait(min(1.0, self.heartbeat_interval))
                     continue
                 if now >= next_heartbeat:
-                    for run in self._active:
-                        record_heartbeat(self.study, run.trial._trial_id)
+                    self._beat()
                     fail_stale_trials(self.study, self.grace_period, self.max_retry)
                     next_heartbeat = now + self.heartbeat_interval
                 self.stop_event.wait(self.poll_interval)
@@ -378,6 +383,43 @@ class Scheduler:
                 seed_index, env_id = run.pending[0]
                 return run, seed_index, env_id
         return None
+
+    def _beat(self) -> None:
+        """Record the heartbeat of every running trial."""
+        for run in list(self._active):
+            try:
+                record_heartbeat(self.study, run.trial._trial_id)
+            except Exception:
+                if not self._lost_to_another_process(run):
+                    raise
+
+    def _lost_to_another_process(self, run: _TrialRun) -> bool:
+        """If another process finished this trial, drop it here and return True.
+
+        That happens when this process looked dead to another one (no heartbeat for the grace
+        period: a suspended laptop, a database outage longer than the grace period): that
+        process failed the trial as stale and queued a retry. Writing to a finished trial
+        raises; the experiments here are stopped and the study goes on.
+        """
+        if run.told:
+            return False
+        try:
+            stored = self.study._storage.get_trial(run.trial._trial_id)
+        except Exception:
+            return False
+        if not stored.state.is_finished():
+            return False
+        for exp in run.running:
+            exp.stop()
+        run.pending.clear()
+        self._active.remove(run)
+        forget_trial(self.study, run.trial._trial_id)
+        self._say(
+            f"trial {run.trial.number} was ended by another process ({stored.state.name.lower()}, "
+            "its heartbeat looked stale); its experiments here are stopped and a retry, if any, "
+            "runs from the queue"
+        )
+        return True
 
     def _start_trial(self) -> _TrialRun | None:
         trial = claim_trial(self.study)
@@ -703,6 +745,7 @@ class Scheduler:
         self._notify_end(run, TrialState.FAIL, None)
 
     def _notify_end(self, run: _TrialRun, state: TrialState, value: float | None) -> None:
+        run.told = True
         for listener in self.listeners:
             listener.on_trial_end(run.trial, state, value)
 

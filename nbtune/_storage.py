@@ -115,12 +115,22 @@ def scrub(text: str, url: str | None) -> str:
 
 
 def describe_storage(storage: str | os.PathLike[str] | BaseStorage) -> str:
-    """A printable name for a storage, password hidden."""
+    """A printable name for a storage, password hidden: its URL, journal path, or class.
+
+    Example:
+        >>> describe_storage("postgresql://u:pw@localhost/db")
+        'postgresql://u:***@localhost/db'
+        >>> describe_storage(optuna.storages.InMemoryStorage())
+        'InMemoryStorage'
+
+    """
     if isinstance(storage, (str, os.PathLike)):
         return redact_url(os.fspath(storage))
-    if isinstance(storage, RDBStorage):
-        return redact_url(str(storage.url))
-    path = getattr(getattr(storage, "_backend", None), "_file_path", None)
+    backend = getattr(storage, "_backend", None)  # Optuna's cache wraps RDB storages
+    for rdb in (storage, backend):
+        if isinstance(rdb, RDBStorage):
+            return redact_url(str(rdb.url))
+    path = getattr(backend, "_file_path", None)
     if isinstance(storage, JournalStorage) and isinstance(path, str):
         return path
     return type(storage).__name__
@@ -354,6 +364,8 @@ def is_transient(exc: BaseException) -> bool:
     that invalidated its connection); Optuna wraps errors raised while committing in
     ``StorageInternalError``, with the database error as its cause.
     """
+    if _PERMANENT.search(str(exc)):
+        return False  # a wrong database name or password does not fix itself: say so at once
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < 5:
@@ -375,6 +387,13 @@ def is_transient(exc: BaseException) -> bool:
         seen += 1
     return False
 
+
+# Connection errors that waiting does not cure (PostgreSQL, then MySQL/MariaDB wording); a
+# locked account (MariaDB's 4151) or a database refusing connections for a while is retried.
+_PERMANENT = re.compile(
+    r"database \S+ does not exist|role \S+ does not exist|password authentication failed"
+    r"|no password supplied|Access denied for user|Unknown database"
+)
 
 _in_call = threading.local()  # one retry loop per thread: nested storage calls do not retry
 
@@ -589,6 +608,11 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
 
 # Trials whose heartbeat this process records, by storage: alive as long as this process is.
 _own_trials: set[tuple[str, int]] = set()
+
+
+def forget_trial(study: optuna.Study, trial_id: int) -> None:
+    """Stop treating a trial as this process's own (another process ended it)."""
+    _own_trials.discard((_storage_key(study._storage), trial_id))
 
 
 def _storage_key(storage: BaseStorage) -> str:

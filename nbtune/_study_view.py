@@ -30,7 +30,6 @@ import datetime
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs
+from nbtune._storage import describe_storage, redact_url, resolve_storage_url
 
 __all__ = [
     "RefreshResult",
@@ -58,71 +58,11 @@ JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps ``Study.set_metric_names``
 
 # user:password@ (up to the last "@" before the query: SQLAlchemy's URL parsing, erring safe).
-_PASSWORD_IN_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?]*):[^?]*@")
-_PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[&;])(?:password|passwd|pwd)=)[^&;]*")
 
 
 # --------------------------------------------------------------------------------------------
 # Storage opening and naming
 # --------------------------------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a storage URL, wherever it is written.
-
-    Both the ``user:password@host`` form and ``?password=...`` query parameters are hidden. When
-    in doubt (an ``@`` inside the password), more is hidden rather than less.
-
-    Args:
-        url: A database URL (or any string; strings without a password come back unchanged).
-
-    Returns:
-        The URL with each password replaced by ``***``.
-
-    Example:
-        >>> redact_url("postgresql+psycopg2://alice:s3cr@t@db.example:5432/study")
-        'postgresql+psycopg2://alice:***@db.example:5432/study'
-        >>> redact_url("mysql+pymysql://bob@127.0.0.1/test?password=hunter2&charset=utf8")
-        'mysql+pymysql://bob@127.0.0.1/test?password=***&charset=utf8'
-        >>> redact_url("sqlite:////tmp/study.db")
-        'sqlite:////tmp/study.db'
-
-    """
-    if url.lower().startswith("sqlite"):
-        return url
-    url = _PASSWORD_IN_USERINFO.sub(r"\1:***@", url, count=1)
-    head, qmark, query = url.partition("?")
-    if qmark:
-        url = head + qmark + _PASSWORD_IN_QUERY.sub(r"\1***", query)
-    return url
-
-
-def describe_storage(storage: str | os.PathLike[str] | BaseStorage) -> str:
-    """A printable name for a storage, with any password hidden.
-
-    Args:
-        storage: A URL, a journal file path, or a storage object.
-
-    Returns:
-        The redacted URL, the journal file path, or the storage class name.
-
-    Example:
-        >>> describe_storage("postgresql://u:pw@localhost/db")
-        'postgresql://u:***@localhost/db'
-        >>> describe_storage(optuna.storages.InMemoryStorage())
-        'InMemoryStorage'
-
-    """
-    if isinstance(storage, (str, os.PathLike)):
-        return redact_url(os.fspath(storage))
-    rdb = _unwrap_rdb(storage)
-    if rdb is not None:
-        return redact_url(str(rdb.url))
-    if isinstance(storage, JournalStorage):
-        path = getattr(getattr(storage, "_backend", None), "_file_path", None)
-        if isinstance(path, str):
-            return path
-    return type(storage).__name__
 
 
 def open_storage_for_reading(storage: str | os.PathLike[str] | BaseStorage) -> BaseStorage:
@@ -169,6 +109,7 @@ def open_storage_for_reading(storage: str | os.PathLike[str] | BaseStorage) -> B
             "postgresql://..., mysql://...) nor a journal file path ending in "
             + ", ".join(JOURNAL_SUFFIXES)
         )
+    text = resolve_storage_url(text)  # postgresql:// and mysql:// with installed drivers
     engine_kwargs: dict[str, Any]
     if text.startswith("sqlite:"):
         path = text[len("sqlite:///") :] if text.startswith("sqlite:///") else ""

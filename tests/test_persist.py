@@ -108,6 +108,19 @@ def test_a_plain_optuna_study_of_the_same_name_is_adopted(make_tuner, tmp_path):
     assert "nbtune:spec" in tuner.study.user_attrs
 
 
+def test_a_large_budget_reserves_ahead_and_the_rest_on_demand(make_tuner, monkeypatch):
+    # Thousands of WAITING trials would be re-read on every look at the study's open trials.
+    monkeypatch.setattr(nbtune._budget, "RESERVE_AHEAD", 3)
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    assert tuner.reserve(1000, num_seeds=1) == 1000
+    assert (budget_state(tuner.study).total, budget_state(tuner.study).waiting) == (1000, 3)
+    tuner.reserve(7)  # total = 0 finished + 7; the 3 reservations are reused
+    tuner.work()  # 4 more are reserved as trials are claimed, and not one beyond the total
+    state = budget_state(tuner.study)
+    assert (state.total, state.finished, state.running, state.waiting) == (7, 7, 0, 0)
+    assert len(tuner.study.trials) == 7  # complete or pruned, each one claimed once
+
+
 def test_budget_counts_finished_trials_and_reuses_leftover_reservations(make_tuner):
     tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
     assert tuner.reserve(5, num_seeds=1) == 5

@@ -36,6 +36,7 @@ import nbtune._storage as storage_module
 from nbtune._budget import _pop_waiting, budget_state
 from nbtune._storage import (
     ResilientRDBStorage,
+    _fail_and_requeue,
     fail_stale_trials,
     open_storage,
     record_heartbeat,
@@ -364,6 +365,42 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_budget_completes(database,
     dispose(study)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_worker_that_looked_dead_drops_its_trial_and_goes_on(kind, tmp_path):
+    # A worker that missed its heartbeats (a suspended laptop, an outage longer than the grace
+    # period) finds that another process failed its trial as stale and queued a retry. It must
+    # not crash on writing to a finished trial, and the budget still comes out exact. The test
+    # plays the other process, failing the trial as fail_stale_trials would.
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.log")
+    with (
+        reserved_study(url, tmp_path, 2, sleep=2.0, heartbeat=1),
+        workers(url, tmp_path, 1) as (worker,),
+    ):
+        (number,) = wait_for(  # a tuple: trial 0 is falsy
+            lambda: next(
+                (
+                    (int(line.split()[1]),)
+                    for line in worker.out.read_text().splitlines()
+                    if line.startswith("trial ") and " started" in line
+                ),
+                None,
+            ),
+            60,
+            "a trial to start",
+        )
+        study = load(url)
+        assert _fail_and_requeue(study, study.trials[number], max_retry=3)
+        assert worker.wait() == 0, worker.output
+    assert f"trial {number} was ended by another process" in worker.output
+    study = load(url)
+    trials = assert_accounted_for(study, 2)
+    assert study.trials[number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+    assert [t.state for t in retries] == [TrialState.COMPLETE]
+    assert len(trials) == 3  # the failed one, its retry, the other reservation
+    dispose(study)
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(json.loads(path.read_text())["pid"])
@@ -512,6 +549,10 @@ def test_both_servers_open_from_plain_urls(kind):
         study = optuna.create_study(storage=storage, study_name="plain")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
         assert len(study.trials) == 3
+        view = nbtune.StudyView(db.url, "plain")  # the live views take the same plain URL
+        assert view.n_trials == 3
+        assert PASSWORD not in repr(view)
+        view.close()
         storage.engine.dispose()
 
 
