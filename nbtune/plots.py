@@ -935,6 +935,10 @@ def update_parcoords_figure(fig: Any, info: ParcoordsInfo) -> Any:
     with _batch(fig):
         (trace,) = _sync_traces(fig, (go.Parcoords,), lambda i: go.Parcoords())
         trace.dimensions = [_dimension_dict(d) for d in (info.score, *info.dimensions)]
+        # Slanted axis titles: level ones overlap from about six parameters in a narrow panel.
+        slanted = len(info.dimensions) >= 4
+        trace.labelangle = -25 if slanted else 0
+        trace.domain = {"y": [0.0, 0.85 if slanted else 1.0]}  # room for them under the title
         trace.line = {
             "color": info.score.values,
             "colorscale": "Blues",
