@@ -617,12 +617,8 @@ def forget_trial(study: optuna.Study, trial_id: int) -> None:
 
 def _storage_key(storage: BaseStorage) -> str:
     """Tells storages apart: by URL or journal path, else by object (an in-memory storage)."""
-    if isinstance(storage, JournalStorage):
-        return describe_storage(storage)
-    backend = getattr(storage, "_backend", storage)  # Optuna's cache wraps RDB storages
-    if isinstance(backend, RDBStorage):
-        return describe_storage(backend)
-    return f"{type(backend).__name__}@{id(backend)}"
+    name = describe_storage(storage)
+    return f"{name}@{id(storage)}" if name == type(storage).__name__ else name
 
 
 def fail_stale_trials(

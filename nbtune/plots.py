@@ -199,7 +199,8 @@ def get_history_info(view: StudyView, objective: int = 0) -> HistoryInfo:
         objective: Which objective to show (multi-objective studies; the note says so).
 
     Returns:
-        The history: values and best-so-far for every trial.
+        The history: values and best-so-far for every trial that started (waiting ones, queued
+        or reserved, are left out).
 
     Example:
         >>> import optuna
@@ -219,11 +220,14 @@ def get_history_info(view: StudyView, objective: int = 0) -> HistoryInfo:
     keyed = np.where(ok, sign * values, np.inf)
     best = np.minimum.accumulate(keyed) * sign if keyed.size else keyed.copy()
     best[~np.isfinite(best)] = np.nan
+    # Waiting trials (queued, or nbtune's budget reservations) have not happened yet: leaving
+    # them in would draw the best-so-far line on to the last reservation.
+    started = cols.state != int(TrialState.WAITING)
     return HistoryInfo(
-        numbers=cols.number.copy(),
-        states=cols.state.copy(),
-        values=values.copy(),
-        best=best,
+        numbers=cols.number[started],
+        states=cols.state[started],
+        values=values[started],
+        best=best[started],
         direction=direction,
         objective=objective,
         objective_name=_objective_name(view, objective),

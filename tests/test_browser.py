@@ -250,6 +250,20 @@ _TIME_CELL = """async (index) => {
 }"""
 
 
+def _open(page: Any, base: str, token: str, name: str) -> None:
+    """Open a notebook in a fresh tab layout and wait until its kernel is connected."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+    # The toolbar says idle before the kernel is connected: wait for the status bar.
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("ipykernel) | Idle", timeout=120_000)
+
+
+def _run_all(page: Any) -> None:
+    page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
+    page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+
+
 def _history(page: Any, cell: int | None = None) -> dict[str, list[float]] | None:
     return page.evaluate(_HISTORY, cell)
 
@@ -299,14 +313,9 @@ def test_widget_live_in_jupyterlab(jupyter_lab: tuple[str, str, Path]) -> None:
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?reset&token={token}")
-            # The toolbar says idle before the kernel is connected: wait for the status bar.
-            expect(page.locator("#jp-main-statusbar")).to_contain_text(
-                "ipykernel) | Idle", timeout=120_000
-            )
+            _open(page, base, token, NOTEBOOK.name)
             phase("kernel ready")
-            page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
-            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+            _run_all(page)
 
             # The panel and its plots render (first render: kernel imports, ~5 MB of JS per plot).
             panel = page.locator(".jp-OutputArea-output:has(.nbtune-panel)")
@@ -459,14 +468,9 @@ def test_flagship_notebook_in_jupyterlab(flagship_lab: tuple[str, str, Path]) ->
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         try:
-            page.goto(f"{base}/lab/tree/{FLAGSHIP.name}?reset&token={token}")
-            # The toolbar says idle before the kernel is connected: wait for the status bar.
-            expect(page.locator("#jp-main-statusbar")).to_contain_text(
-                "ipykernel) | Idle", timeout=120_000
-            )
+            _open(page, base, token, FLAGSHIP.name)
             phases["kernel ready"] = round(time.monotonic() - started, 1)
-            page.locator('.lm-MenuBar-itemLabel:text-is("Run")').click()
-            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+            _run_all(page)
 
             # Every code cell runs: its prompt reads [n]:. Run All stops at a cell that raises
             # (the cells after it stay [ ]:), so look for errors while waiting, not only after.

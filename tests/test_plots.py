@@ -117,7 +117,9 @@ def _stored(url: str, name: str) -> list[FrozenTrial]:
 def test_history_matches_storage(rich: tuple[str, optuna.Study]) -> None:
     url, _ = rich
     info = get_history_info(StudyView(url, "rich"))
-    trials = _stored(url, "rich")
+    stored = _stored(url, "rich")
+    trials = [t for t in stored if t.state != TrialState.WAITING]  # not started: no history
+    assert len(trials) < len(stored)
     assert info.numbers.tolist() == [t.number for t in trials]
     assert info.states.tolist() == [int(t.state) for t in trials]
     expected = [math.nan if t.value is None else t.value for t in trials]

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
-from _support import TOY, skip_or_fail
+from _support import TOY, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 import nbtune
@@ -269,16 +269,6 @@ def workers(url: str, tmp_path: Path, n: int) -> Iterator[list[Worker]]:
             if w.proc.poll() is None:
                 w.proc.kill()
                 w.proc.wait()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def load(url: str) -> optuna.Study:

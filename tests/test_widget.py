@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from _support import IN_CI, skip_or_fail
+from _support import IN_CI, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 try:
@@ -65,16 +65,6 @@ def make_widget(make_tuner: Callable[..., Any]) -> Iterator[Callable[..., TunerW
 def _text(widget: Any) -> str:
     """The text of an HTML widget, unescaped."""
     return html.unescape(widget.value)
-
-
-def _until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def _states(study: optuna.Study) -> list[TrialState]:
@@ -336,7 +326,9 @@ def test_a_target_edit_during_a_run_continues_in_the_fork(make_widget):
         params_fn=_space(**{"log-sleep": 0.1}),
     )
     widget.start()
-    _until(lambda: widget.study.get_trials(states=(TrialState.COMPLETE,)), what="a complete trial")
+    wait_for(
+        lambda: widget.study.get_trials(states=(TrialState.COMPLETE,)), what="a complete trial"
+    )
     widget.targets = {"EnvA": [0, 50]}
     assert widget.study_name == "test.r1"
     assert widget.state == "running"
@@ -358,7 +350,7 @@ def test_stop_leaves_no_trial_running_and_start_finishes_the_budget(make_widget)
         num_trials=2, target_scores={"EnvA": [0, 100]}, params_fn=_space(**{"log-sleep": 0.15})
     )
     widget.start()
-    running = _until(lambda: _running_trial(widget), what="a running trial")
+    running = wait_for(lambda: _running_trial(widget), what="a running trial")
     assert not widget._stop_button.disabled and widget._start_button.disabled
     widget._stop_button.click()
     assert widget.state in ("stopping", "stopped")
@@ -388,16 +380,16 @@ def test_pause_freezes_experiments_and_resume_goes_on(make_widget, tmp_path):
         num_trials=1, target_scores={"EnvA": [0, 100]}, params_fn=_space(**{"log-sleep": 0.2})
     )
     widget.start()
-    received = _until(lambda: list((tmp_path / "runs").rglob("received.json")), what="a script")
-    pid = _until(lambda: _read_pid(received[0]), what="its pid")
+    received = wait_for(lambda: list((tmp_path / "runs").rglob("received.json")), what="a script")
+    pid = wait_for(lambda: _read_pid(received[0]), what="its pid")
     widget._pause_button.click()
     assert widget.state == "paused" and widget._pause_button.description == "Resume"
-    _until(lambda: _process_state(pid) == "T", 10, "the script to be stopped (SIGSTOP)")
+    wait_for(lambda: _process_state(pid) == "T", 10, "the script to be stopped (SIGSTOP)")
     time.sleep(0.5)
     assert _process_state(pid) == "T"
     widget._pause_button.click()
     assert widget.state == "running" and widget._pause_button.description == "Pause"
-    _until(lambda: _process_state(pid) != "T", 10, "the script to continue")
+    wait_for(lambda: _process_state(pid) != "T", 10, "the script to continue")
     widget.wait(60)
     assert widget.state == "finished"
     assert [t.state for t in widget.study.trials] == [TrialState.COMPLETE]

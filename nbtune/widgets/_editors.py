@@ -176,12 +176,7 @@ class TargetsEditor:
         targets = self.parse()
         if targets is None:
             return
-        try:
-            text = self._on_apply(targets, self.aggregation.value)
-        except Exception as exc:  # shown beside the button: a click has no caller to raise to
-            self.message.value = message_html(f"{exc} (nothing was applied)")
-            return
-        self.message.value = message_html(text, ok=True)
+        _apply_and_report(self.message, lambda: self._on_apply(targets, self.aggregation.value))
 
     def set_disabled(self, disabled: bool) -> None:
         """Read-only mode."""
@@ -189,6 +184,19 @@ class TargetsEditor:
             row.set_disabled(disabled)
         for widget in (self.add, self.aggregation, self.apply):
             widget.disabled = disabled
+
+
+def _apply_and_report(message: Any, apply: Callable[[], str]) -> None:
+    """Run an editor's apply callback; show its answer, or its error, beside the button.
+
+    A click has no caller to raise to, so an error is shown, with nothing applied.
+    """
+    try:
+        text = apply()
+    except Exception as exc:
+        message.value = message_html(f"{exc} (nothing was applied)")
+        return
+    message.value = message_html(text, ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,12 +452,7 @@ class SpaceEditor:
         space = self.parse()
         if space is None:
             return
-        try:
-            text = self._on_apply(space)
-        except Exception as exc:  # shown beside the button: a click has no caller to raise to
-            self.message.value = message_html(f"{exc} (nothing was applied)")
-            return
-        self.message.value = message_html(text, ok=True)
+        _apply_and_report(self.message, lambda: self._on_apply(space))
 
     def set_disabled(self, disabled: bool) -> None:
         """Read-only mode."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import pprint
 import shlex
 import threading
@@ -38,7 +37,7 @@ import ipywidgets as W
 import optuna
 import plotly.graph_objects as go
 import traitlets
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nbtune import plots
 from nbtune._budget import budget_state
@@ -965,8 +964,7 @@ class TunerWidget(traitlets.HasTraits):
     def _draw_all(self) -> None:
         view = self._view
         figs = self._figures
-        history = _finished_history(plots.get_history_info(view))
-        plots.update_history_figure(figs["history"], history)
+        plots.update_history_figure(figs["history"], plots.get_history_info(view))
         plots.update_env_scores_figure(figs["env_scores"], plots.get_env_scores_info(view))
         plots.update_parcoords_figure(figs["parcoords"], plots.get_parcoords_info(view))
         plots.update_learning_curves_figure(
@@ -1046,20 +1044,6 @@ def _refresh_loop(
             with contextlib.suppress(Exception):
                 widget._log(f"refresh failed: {type(exc).__name__}: {exc}")
         del widget
-
-
-def _finished_history(info: plots.HistoryInfo) -> plots.HistoryInfo:
-    """The history without waiting trials (nbtune reserves its budget as waiting trials)."""
-    keep = info.states != int(TrialState.WAITING)
-    if keep.all():
-        return info
-    return dataclasses.replace(
-        info,
-        numbers=info.numbers[keep],
-        states=info.states[keep],
-        values=info.values[keep],
-        best=info.best[keep],
-    )
 
 
 def _close_tree(widget: W.Widget) -> None:
