@@ -18,6 +18,7 @@ interrupted by Ctrl-C or a stop request gives its reservation back.
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -113,11 +114,15 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
     what is left of the budget (a run stopped by its timeout leaves some, then a smaller
     ``tune`` lowers the total), so after the pop the claim counts finished and running trials,
     this one included, and gives the trial back if the total would be exceeded. Two processes
-    popping at once both see both trials running: at worst both give back and try again, never
-    both run past the total. An empty queue while the total has room (reservations are made
-    :data:`RESERVE_AHEAD` at a time) gets one more reservation, which this call then pops.
+    popping at once both see both trials running and both give back, never both run past the
+    total; when another claim still in flight (popped, no heartbeat yet) may be what filled the
+    total, the claim waits a random moment and tries again, so that one of them runs the last
+    trial instead of both leaving the study one short. An empty queue while the total has room
+    (reservations are made :data:`RESERVE_AHEAD` at a time) gets one more reservation, which
+    this call then pops.
     """
-    for _ in range(3):
+    attempts = 5
+    for attempt in range(attempts):
         trial_id = _pop_waiting(study)
         if trial_id is None:
             state = budget_state(study)
@@ -127,10 +132,29 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
             continue
         state = budget_state(study)
         if state.total is not None and state.finished + state.running > state.total:
+            # Looked at before giving back: of two racing claims, the first to look still sees
+            # the other's trial held, so at least one of them tries again.
+            racing = attempt < attempts - 1 and _claims_in_flight(study, trial_id)
             study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
-            return None
+            if not racing:
+                return None  # the total is really reached by trials that run
+            time.sleep(random.uniform(0.02, 0.25))  # apart from the other claimant, then retry
+            continue
         return optuna.Trial(study, trial_id)
     return None
+
+
+def _claims_in_flight(study: optuna.Study, own_id: int) -> bool:
+    """Whether another process holds a just-popped trial that has no heartbeat yet.
+
+    Such a claim may be counting this one and about to give its trial back too.
+    """
+    return any(
+        trial._trial_id != own_id
+        and QUEUED_MARKS & trial.system_attrs.keys()
+        and _attrs.HEARTBEAT not in trial.system_attrs
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
 
 
 def _pop_waiting(study: optuna.Study) -> int | None:

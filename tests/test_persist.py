@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 import nbtune
 from nbtune import SpecMismatchError
 from nbtune._budget import budget_state
+from nbtune._storage import open_storage, record_heartbeat
 
 TOY = Path(__file__).parent / "scripts" / "toy_train.py"
 
@@ -119,6 +121,48 @@ def test_a_large_budget_reserves_ahead_and_the_rest_on_demand(make_tuner, monkey
     state = budget_state(tuner.study)
     assert (state.total, state.finished, state.running, state.waiting) == (7, 7, 0, 0)
     assert len(tuner.study.trials) == 7  # complete or pruned, each one claimed once
+
+
+def test_two_claims_racing_for_the_last_trial_leave_one_running(tmp_path, monkeypatch):
+    # Two processes pop the last two reservations at once, then both count two trials running
+    # against a total of 1 and give theirs back. Giving up there would leave the study one
+    # trial short; one of them must run it.
+    url = f"sqlite:///{tmp_path}/race.db"
+    study = optuna.create_study(storage=open_storage(url), study_name="race")
+    study.set_user_attr(nbtune._budget.TOTAL_TRIALS, 1)
+    nbtune._budget.reserve_slot(study)
+    nbtune._budget.reserve_slot(study)
+    both_popped, both_counted = threading.Barrier(2, timeout=10), threading.Barrier(2, timeout=10)
+    counted = threading.local()
+    real_budget_state = nbtune._budget.budget_state
+
+    def budget_state_after_both_pops(study):
+        if getattr(counted, "once", False):
+            return real_budget_state(study)
+        counted.once = True
+        both_popped.wait()
+        state = real_budget_state(study)
+        both_counted.wait()  # neither gives back before both saw two trials running
+        return state
+
+    monkeypatch.setattr(nbtune._budget, "budget_state", budget_state_after_both_pops)
+    claims: list[optuna.Trial | None] = []
+
+    def claim() -> None:
+        own = optuna.load_study(storage=open_storage(url), study_name="race")
+        trial = nbtune._budget.claim_trial(own)
+        if trial is not None:
+            record_heartbeat(own, trial._trial_id)  # as the scheduler does right after a claim
+        claims.append(trial)
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(c is not None for c in claims) == 1
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert sorted(s.name for s in states) == ["RUNNING", "WAITING"]
 
 
 def test_budget_counts_finished_trials_and_reuses_leftover_reservations(make_tuner):
