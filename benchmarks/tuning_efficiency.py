@@ -17,14 +17,22 @@ reached each of ``--targets`` (0.8, the issue's mark, and 0.9) and by which tria
 the first trial finished (no pruner acts before it: its ratio is what the slots alone give),
 the best score at the end of the budget, completed/pruned trials and CPU utilisation (CPU
 seconds of all experiments / (wall seconds x usable CPUs)); then the ratios, median and spread
-over sampler seeds. Goal: at least 3x sooner to the same score on 2 cores. This takes hours
-(2 methods x seeds x budget): it is not part of CI.
+over sampler seeds (a method that never reached a target gives a bound, marked >= or <=).
+Goal: at least 3x sooner to the same score on 2 cores. This takes hours (2 methods x seeds x
+budget): it is not part of CI.
+
+The same configuration and seed need not score the same in both methods: torch's results
+depend on its thread count, and a PPO run amplifies the difference, so a configuration near
+0.8 may pass in one and not the other. ``--baseline-threads 1`` removes that noise (then only
+scheduling and pruning differ); ``benchmarks/slots.py`` measures what the slots alone give on
+this machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import resource
 import statistics
 import tempfile
@@ -56,8 +64,18 @@ METHODS = {
 }
 
 
-def run_one(method: str, sampler_seed: int, budget: float, targets: list[float], tmp: Path) -> dict:
+def run_one(
+    method: str,
+    sampler_seed: int,
+    budget: float,
+    targets: list[float],
+    tmp: Path,
+    baseline_threads: int | None = None,
+) -> dict:
     """Tune for ``budget`` seconds; return when each target was first reached, and more."""
+    options = dict(METHODS[method])
+    if method == "cleanrl-like" and baseline_threads is not None:
+        options["env"] = {"OMP_NUM_THREADS": str(baseline_threads)}
     tuner = nbtune.Tuner(
         script=nbtune.example_script("ppo"),
         metric="charts/episodic_return",
@@ -72,7 +90,7 @@ def run_one(method: str, sampler_seed: int, budget: float, targets: list[float],
         verbose=False,
         progress_bar=False,
         max_consecutive_failures=None,
-        **METHODS[method],  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
     study = tuner.study
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -90,16 +108,15 @@ def run_one(method: str, sampler_seed: int, budget: float, targets: list[float],
         (t for t in trials if t.state.name == "COMPLETE" and t.value is not None),
         key=lambda t: t.datetime_complete,
     )
-    # When the best score first reached each target, from the trials' completion times. Only
-    # within the budget: trials running at the deadline finish after it, and a method whose
-    # tail is longer would otherwise get more time.
+    # When the best score first reached each target, from the trials' completion times. Trials
+    # running at the deadline finish after it: a target reached then is a real time to reach it;
+    # a method that never reached it ran for `wall`, a lower bound on its time.
     reached: dict[float, float | None] = dict.fromkeys(targets)
     reached_by: dict[float, int | None] = dict.fromkeys(targets)
     for trial in complete:
-        at = (trial.datetime_complete - started_at).total_seconds()
         for target in targets:
-            if reached[target] is None and trial.value >= target and at <= budget:
-                reached[target] = at
+            if reached[target] is None and trial.value >= target:
+                reached[target] = (trial.datetime_complete - started_at).total_seconds()
                 reached_by[target] = trial.number
     # The first trial to finish whole: no pruner can act before it, so its time shows what
     # the slots alone give.
@@ -132,6 +149,13 @@ def main() -> None:
     parser.add_argument("--sampler-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--baseline-threads",
+        type=int,
+        help="threads of cleanrl-like's experiments (default: one per CPU, as torch); 1 makes a "
+        "configuration score the same in both methods, so only scheduling and pruning differ",
+    )
+    parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget = args.budget_minutes * 60
@@ -141,36 +165,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.sampler_seeds:
             for method in args.methods:
-                row = run_one(method, seed, budget, args.targets, Path(tmp))
+                row = run_one(method, seed, budget, args.targets, Path(tmp), args.baseline_threads)
                 rows.append(row)
                 print(_format(row, args.targets), flush=True)
+                if args.json:  # after each run: a stopped benchmark keeps what it measured
+                    args.json.write_text(json.dumps(rows, indent=1))
     print()
     print(_header(args.targets))
     for row in rows:
         print(_format(row, args.targets))
     print()
     for target in args.targets:
-        ratios, bounds = [], 0
-        for seed in args.sampler_seeds:
-            by = {r["method"]: r for r in rows if r["seed"] == seed}
-            if len(by) < 2:
-                continue
-            ours, theirs = by["nbtune"], by["cleanrl-like"]
-            if ours["reached"][target] is None:
-                continue  # nbtune did not reach it within the budget: no ratio for this seed
-            if theirs["reached"][target] is None:
-                bounds += 1  # not within the budget: the budget is a lower bound on the time
-            theirs_time = theirs["reached"][target] or budget
-            ratios.append(theirs_time / ours["reached"][target])
-        if ratios:
-            print(
-                f"time to reach {target}: cleanrl-like / nbtune = "
-                f"{statistics.median(ratios):.2f}x median over {len(ratios)} sampler seeds "
-                f"({min(ratios):.2f}x .. {max(ratios):.2f}x; {bounds} lower bounds, where "
-                "cleanrl-like did not reach it within the budget). Goal: >= 3x."
-            )
-        else:
-            print(f"time to reach {target}: nbtune did not reach it; no ratio")
+        print(_ratio_line(rows, args.sampler_seeds, target))
     first_ratios = []
     for seed in args.sampler_seeds:
         by = {r["method"]: r for r in rows if r["seed"] == seed}
@@ -190,6 +196,39 @@ def main() -> None:
                 f"best score after {args.budget_minutes:g} min, {method}: median "
                 f"{statistics.median(best):.3f} ({min(best):.3f} .. {max(best):.3f})"
             )
+
+
+def _ratio_line(rows: list[dict], seeds: list[int], target: float) -> str:
+    """cleanrl-like's time to ``target`` over nbtune's, per sampler seed, and their median.
+
+    A method that never reached the target gives only a bound: its whole run (``wall``) is a
+    lower bound on its time, so the ratio is at least (``>=``) or at most (``<=``) the figure.
+    Bounds enter the median at their value; seeds where neither reached it are left out.
+    """
+    ratios: list[float] = []
+    shown: list[str] = []
+    for seed in seeds:
+        by = {r["method"]: r for r in rows if r["seed"] == seed}
+        if len(by) < 2:
+            continue
+        ours, theirs = by["nbtune"]["reached"][target], by["cleanrl-like"]["reached"][target]
+        if ours is None and theirs is None:
+            shown.append(f"seed {seed}: neither")
+            continue
+        if ours is None:  # nbtune never reached it: the ratio is at most this
+            ratio, mark = theirs / by["nbtune"]["wall"], "<="
+        elif theirs is None:  # cleanrl-like never reached it: the ratio is at least this
+            ratio, mark = by["cleanrl-like"]["wall"] / ours, ">="
+        else:
+            ratio, mark = theirs / ours, ""
+        ratios.append(ratio)
+        shown.append(f"seed {seed}: {mark}{ratio:.2f}x")
+    if not ratios:
+        return f"time to reach {target}: no sampler seed reached it; no ratio"
+    return (
+        f"time to reach {target}: cleanrl-like / nbtune = {statistics.median(ratios):.2f}x "
+        f"median over {len(ratios)} sampler seeds ({'; '.join(shown)}). Goal: >= 3x."
+    )
 
 
 def _header(targets: list[float]) -> str:
