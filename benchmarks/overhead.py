@@ -6,6 +6,9 @@ For each repeat it times the exact argv of one experiment run directly (``subpro
 and the same experiment run as a one-trial, one-environment, one-seed nbtune study (guard
 process, log files, TensorBoard tail, storage writes, scoring), interleaved so machine noise
 hits both alike, and prints the median seconds of each and their ratio. Goal: under 5%.
+It also prints CPU seconds (user + system of the experiment's processes, plus, through nbtune,
+those of the tuner's own process): on a virtual machine whose host is busy, wall times of the
+same run vary by 2x, and CPU seconds show what nbtune costs regardless.
 The ``ppo`` script needs the ``rl`` extra and torch; ``toy`` is the tests' tiny script, whose
 runs are short, so it shows the fixed cost per experiment at its most visible.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +50,7 @@ def main() -> None:
         env_id, targets = "EnvA", {"EnvA": [0, 100]}
 
     direct, tuned = [], []
+    direct_cpu, tuned_cpu = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             argv = [sys.executable, str(script)]
@@ -53,7 +58,7 @@ def main() -> None:
             argv += [f"--env-id={env_id}", "--seed=0"]
             run_dir = Path(tmp, f"direct{i}")
             run_dir.mkdir()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu()
             subprocess.run(
                 argv,
                 cwd=run_dir,
@@ -63,6 +68,7 @@ def main() -> None:
                 check=True,
             )
             direct.append(time.perf_counter() - t)
+            direct_cpu.append(_cpu() - c)
 
             tuner = nbtune.Tuner(
                 script=script,
@@ -77,18 +83,31 @@ def main() -> None:
                 progress_bar=False,
             )
             _ = tuner.study  # open the storage outside the timing, as a long study would
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu(own=True)
             tuner.tune(num_trials=1, num_seeds=1)
             tuned.append(time.perf_counter() - t)
-            print(f"repeat {i}: direct {direct[-1]:.2f} s, nbtune {tuned[-1]:.2f} s", flush=True)
+            tuned_cpu.append(_cpu(own=True) - c)
+            print(
+                f"repeat {i}: direct {direct[-1]:.2f} s ({direct_cpu[-1]:.2f} s CPU), "
+                f"nbtune {tuned[-1]:.2f} s ({tuned_cpu[-1]:.2f} s CPU)",
+                flush=True,
+            )
 
     d, n = statistics.median(direct), statistics.median(tuned)
+    dc, nc = statistics.median(direct_cpu), statistics.median(tuned_cpu)
     print()
     print(f"script: {args.script} ({script.name}), {params}")
-    print(f"{'':28}{'median s':>10}")
-    print(f"{'argv launched directly':28}{d:>10.3f}")
-    print(f"{'the same through nbtune':28}{n:>10.3f}")
+    print(f"{'':28}{'median s':>10}{'CPU s':>10}")
+    print(f"{'argv launched directly':28}{d:>10.3f}{dc:>10.3f}")
+    print(f"{'the same through nbtune':28}{n:>10.3f}{nc:>10.3f}")
     print(f"overhead per experiment: {n - d:+.3f} s = {100 * (n - d) / d:+.1f}% (goal: < 5%)")
+    print(f"CPU overhead per experiment: {nc - dc:+.3f} s = {100 * (nc - dc) / dc:+.1f}%")
+
+
+def _cpu(own: bool = False) -> float:
+    """User + system CPU seconds of finished child processes, and of this process if ``own``."""
+    who = [resource.RUSAGE_CHILDREN] + ([resource.RUSAGE_SELF] if own else [])
+    return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime for w in who)
 
 
 if __name__ == "__main__":
