@@ -37,6 +37,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -177,11 +178,11 @@ def main() -> None:
     print()
     for target in args.targets:
         print(_ratio_line(rows, args.sampler_seeds, target))
-    first_ratios = []
-    for seed in args.sampler_seeds:
-        by = {r["method"]: r for r in rows if r["seed"] == seed}
-        if len(by) == 2 and by["nbtune"]["first_trial"] and by["cleanrl-like"]["first_trial"]:
-            first_ratios.append(by["cleanrl-like"]["first_trial"] / by["nbtune"]["first_trial"])
+    first_ratios = [
+        theirs["first_trial"] / ours["first_trial"]
+        for _, ours, theirs in _pairs(rows, args.sampler_seeds)
+        if ours["first_trial"] and theirs["first_trial"]
+    ]
     if first_ratios:
         print(
             "first whole trial: cleanrl-like / nbtune = "
@@ -198,6 +199,14 @@ def main() -> None:
             )
 
 
+def _pairs(rows: list[dict], seeds: list[int]) -> Iterator[tuple[int, dict, dict]]:
+    """(sampler seed, nbtune's row, cleanrl-like's row) for each seed both methods ran."""
+    for seed in seeds:
+        by = {r["method"]: r for r in rows if r["seed"] == seed}
+        if len(by) == 2:
+            yield seed, by["nbtune"], by["cleanrl-like"]
+
+
 def _ratio_line(rows: list[dict], seeds: list[int], target: float) -> str:
     """cleanrl-like's time to ``target`` over nbtune's, per sampler seed, and their median.
 
@@ -207,18 +216,15 @@ def _ratio_line(rows: list[dict], seeds: list[int], target: float) -> str:
     """
     ratios: list[float] = []
     shown: list[str] = []
-    for seed in seeds:
-        by = {r["method"]: r for r in rows if r["seed"] == seed}
-        if len(by) < 2:
-            continue
-        ours, theirs = by["nbtune"]["reached"][target], by["cleanrl-like"]["reached"][target]
+    for seed, our_row, their_row in _pairs(rows, seeds):
+        ours, theirs = our_row["reached"][target], their_row["reached"][target]
         if ours is None and theirs is None:
             shown.append(f"seed {seed}: neither")
             continue
         if ours is None:  # nbtune never reached it: the ratio is at most this
-            ratio, mark = theirs / by["nbtune"]["wall"], "<="
+            ratio, mark = theirs / our_row["wall"], "<="
         elif theirs is None:  # cleanrl-like never reached it: the ratio is at least this
-            ratio, mark = by["cleanrl-like"]["wall"] / ours, ">="
+            ratio, mark = their_row["wall"] / ours, ">="
         else:
             ratio, mark = theirs / ours, ""
         ratios.append(ratio)

@@ -61,6 +61,8 @@ class BudgetState:
     finished: int
     running: int
     waiting: int
+    #: Running trials just taken from the queue, with no heartbeat yet (claims in flight).
+    claiming: int = 0
 
     @property
     def reached(self) -> bool:
@@ -70,16 +72,18 @@ class BudgetState:
 
 def budget_state(study: optuna.Study) -> BudgetState:
     """Count finished, running and waiting trials, and read the recorded total."""
-    finished = running = waiting = 0
+    finished = running = waiting = claiming = 0
     for trial in study.get_trials(deepcopy=False):
         if counts_as_finished(trial):
             finished += 1
         elif trial.state == TrialState.RUNNING:
             running += 1
+            attrs = trial.system_attrs.keys()
+            claiming += bool(QUEUED_MARKS & attrs) and _attrs.HEARTBEAT not in attrs
         elif trial.state == TrialState.WAITING:
             waiting += 1
     total = study.user_attrs.get(TOTAL_TRIALS)
-    return BudgetState(None if total is None else int(total), finished, running, waiting)
+    return BudgetState(None if total is None else int(total), finished, running, waiting, claiming)
 
 
 def extend_budget(study: optuna.Study, num_trials: int) -> BudgetState:
@@ -132,9 +136,9 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
             continue
         state = budget_state(study)
         if state.total is not None and state.finished + state.running > state.total:
-            # Looked at before giving back: of two racing claims, the first to look still sees
-            # the other's trial held, so at least one of them tries again.
-            racing = attempt < attempts - 1 and _claims_in_flight(study, trial_id)
+            # Another claim in flight besides this one was counted: it may be racing for the
+            # same last trial and giving its own back too, so try again apart from it.
+            racing = attempt < attempts - 1 and state.claiming > 1
             study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
             if not racing:
                 return None  # the total is really reached by trials that run
@@ -142,19 +146,6 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
             continue
         return optuna.Trial(study, trial_id)
     return None
-
-
-def _claims_in_flight(study: optuna.Study, own_id: int) -> bool:
-    """Whether another process holds a just-popped trial that has no heartbeat yet.
-
-    Such a claim may be counting this one and about to give its trial back too.
-    """
-    return any(
-        trial._trial_id != own_id
-        and QUEUED_MARKS & trial.system_attrs.keys()
-        and _attrs.HEARTBEAT not in trial.system_attrs
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    )
 
 
 def _pop_waiting(study: optuna.Study) -> int | None:
