@@ -16,48 +16,27 @@ from typing import Any
 
 import optuna
 
+from nbtune._attrs import NORMALIZED_SCORES, RAW_SCORES, STUDY_SPEC
 from nbtune._budget import budget_state
+from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
+from nbtune._errors import NbtuneError
 from nbtune._results import best_trial, trial_config, trial_flags
-from nbtune._scheduler import TuningError
-from nbtune._spec import StudySpec, build_component
-from nbtune._storage import StorageUnavailableError, describe_storage, open_storage
+from nbtune._spec import StudySpec
+from nbtune._storage import describe_storage, open_storage
+from nbtune._study_view import StudyView
 from nbtune._tuner import Tuner
-
-#: Config-file keys that are Tuner constructor arguments, with their Python names.
-_TUNER_KEYS = {
-    "script",
-    "metric",
-    "target_scores",
-    "direction",
-    "aggregation_type",
-    "metric_last_n_average_window",
-    "storage",
-    "study_name",
-    "wandb_kwargs",
-    "num_seeds",
-    "interpreter",
-    "runs_dir",
-    "env",
-    "experiment_timeout",
-    "max_consecutive_failures",
-    "heartbeat_interval",
-    "env_flag",
-    "seed_flag",
-    "keep_runs",
-    "override_spec",
-}
-_CONFIG_KEYS = _TUNER_KEYS | {"params", "sampler", "pruner", "num_trials", "timeout"}
+from nbtune.plots import get_status_info, top_trials
 
 
-class CLIError(Exception):
+class CLIError(NbtuneError):
     """A user error: printed as one line."""
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML, YAML or JSON config file holding the Python API's fields.
 
-    Relative ``script``, ``runs_dir`` and SQLite ``storage`` paths are taken relative to the
-    config file's folder, so a config works from any current directory.
+    Its keys are the fields of :class:`~nbtune.TunerConfig` (``params`` for ``params_fn``),
+    plus ``num_trials`` and ``timeout``; they are checked when the Tuner is built.
     """
     file = Path(path)
     if not file.is_file():
@@ -87,48 +66,31 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     if not isinstance(data, Mapping):
         raise CLIError(f"config file {file.name!r} must hold a table of fields")
-    unknown = sorted(set(data) - _CONFIG_KEYS)
-    if unknown:
-        raise CLIError(
-            f"config file {file.name!r}: unknown field(s) {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(_CONFIG_KEYS))}"
-        )
-    for key in ("script", "metric", "target_scores", "params"):
-        if key not in data:
-            raise CLIError(f"config file {file.name!r} needs the field {key!r}")
-    config = dict(data)
-    base = file.resolve().parent
-    for key in ("script", "runs_dir"):
-        if key in config and not Path(config[key]).expanduser().is_absolute():
-            config[key] = str(base / Path(config[key]).expanduser())
-    storage = config.get("storage")
-    if isinstance(storage, str) and storage.startswith("sqlite:///"):
-        db = storage[len("sqlite:///") :]
-        if db and not db.startswith(":") and not Path(db).is_absolute():
-            config["storage"] = "sqlite:///" + str(base / db)
-    return config
+    return dict(data)
 
 
-def tuner_from_config(config: Mapping[str, Any]) -> Tuner:
-    """Build a Tuner from a config mapping (see :func:`load_config`)."""
-    kwargs = {k: v for k, v in config.items() if k in _TUNER_KEYS}
-    kwargs["params_fn"] = config["params"]
-    kwargs["sampler"] = build_component(config.get("sampler"), "samplers")
-    kwargs["pruner"] = build_component(config.get("pruner"), "pruners")
-    return Tuner(**kwargs)
+def tuner_from_config(
+    config: Mapping[str, Any], base: Path | None = None, source: str = "config"
+) -> Tuner:
+    """Build a Tuner from a config file's table (see :meth:`TunerConfig.from_mapping`)."""
+    return Tuner(TunerConfig.from_mapping(config, base=base, source=source))
 
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_tune(args: argparse.Namespace) -> int:
     """`nbtune tune CONFIG`: run (or with --reserve-only, record) a study."""
     config = load_config(args.config)
-    for key in ("study_name", "storage", "num_trials", "num_seeds", "timeout"):
+    config.update(flag_values(args, (STUDY, MACHINE, PROCESS)))
+    for key in ("num_trials", "timeout"):
         value = getattr(args, key)
         if value is not None:
             config[key] = value
     if "num_trials" not in config:
         raise CLIError("give the number of trials: num_trials in the config or --num-trials")
-    tuner = tuner_from_config(config)
+    file = Path(args.config)
+    tuner = tuner_from_config(
+        config, base=file.resolve().parent, source=f"config file {file.name!r}"
+    )
     if args.reserve_only:
         total = tuner.reserve(config["num_trials"], config.get("num_seeds"))
         print(f"nbtune: study {tuner.study_name!r} recorded with a total of {total} trials")
@@ -140,11 +102,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """`nbtune worker`: join a study and work until its total is reached."""
-    overrides: dict[str, Any] = {}
-    if args.interpreter:
-        overrides["interpreter"] = args.interpreter
-    if args.runs_dir:
-        overrides["runs_dir"] = args.runs_dir
+    overrides = flag_values(args, (MACHINE, PROCESS))
     tuner = Tuner.from_study(args.storage, args.study, **overrides)
     state = budget_state(tuner.study)
     print(
@@ -152,7 +110,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"{state.finished} of {state.total} trials finished",
         flush=True,
     )
-    summary = tuner.work(timeout=args.timeout)
+    summary = tuner.session(None, timeout=args.timeout).run()
     state = budget_state(tuner.study)
     print(
         f"nbtune worker: done ({summary.finished} trials here); study at {state.finished} of "
@@ -184,23 +142,30 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """`nbtune show`: list studies, or summarize one with its best configuration."""
-    storage = open_storage(args.storage, must_exist=True, heartbeat_interval=None)
+    """`nbtune show`: list studies, or summarize one with its best configuration.
+
+    It reads the study through :class:`~nbtune.StudyView` and the same status info as the
+    widget's status line (:func:`nbtune.plots.get_status_info`).
+    """
     if args.study is None:
+        storage = open_storage(args.storage, must_exist=True, heartbeat_interval=None)
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
         if not summaries:
             print(f"no study in {describe_storage(args.storage)}")
         for s in summaries:
             print(f"{s.study_name}\t{s.n_trials} trials")
         return 0
-    study = _load(storage, args.storage, args.study)
-    spec = _spec(study)
-    state = budget_state(study)
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    with StudyView(args.storage, args.study) as view:
+        _print_summary(view, args.top)
+    return 0
+
+
+def _print_summary(view: StudyView, top: int) -> None:
+    raw_spec = view.spec
+    spec = None if raw_spec is None else StudySpec.from_json(raw_spec)
+    info = get_status_info(view)
     print(
-        f"study {args.study!r} in {describe_storage(args.storage)} ({study.direction.name.lower()})"
+        f"study {view.study_name!r} in {view.storage_description} ({view.direction.name.lower()})"
     )
     if spec is not None:
         targets = ", ".join(f"{e} {t}" for e, t in spec.targets.items())
@@ -208,40 +173,30 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"  metric {spec.metric} (last {spec.window}), {spec.aggregation} over {targets}; "
             f"{spec.num_seeds} seeds"
         )
-    total = f" of {state.total}" if state.total is not None else ""
-    print(
-        f"  {state.finished}{total} finished; "
-        + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    )
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.value is not None and t.state.name == "COMPLETE"
-    ]
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    done.sort(key=lambda t: t.value, reverse=maximize)  # type: ignore[arg-type, return-value]
-    if not done:
+    total = f" of {info.total}" if info.total is not None else ""
+    counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(info.counts.items()) if n)
+    print(f"  {info.n_finished}{total} finished; {counts}")
+    best = top_trials(view, top)
+    if not best:
         print("  no completed trial yet")
-        return 0
+        return
     envs = list(spec.targets) if spec is not None else []
-    header = ["trial", "value", *envs, *sorted(done[0].params)]
+    names = sorted(best[0].params)
+    header = ["trial", "value", *envs, *names]
     rows = []
-    for t in done[: args.top]:
-        per_env = t.user_attrs.get("normalized_scores") or {}
-        env_cells = [_fmt(_mean(per_env.get(e))) for e in envs]
+    for t in best:
+        per_env = t.user_attrs.get(NORMALIZED_SCORES) or {}
         rows.append(
             [
                 str(t.number),
                 _fmt(t.value),
-                *env_cells,
-                *(_fmt(t.params.get(k)) for k in header[2 + len(envs) :]),
+                *(_fmt(_mean(per_env.get(e))) for e in envs),
+                *(_fmt(t.params.get(k)) for k in names),
             ]
         )
     _print_table(header, rows)
-    best = done[0]
     print("\nbest configuration as a command line (add the environment and seed):")
-    print("  " + shlex.join(trial_flags(best, spec)))
-    return 0
+    print("  " + shlex.join(trial_flags(best[0], spec)))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -266,8 +221,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "params": trial.params,
         "config": trial_config(trial, spec),
         "command": trial_flags(trial, spec),
-        "raw_scores": trial.user_attrs.get("raw_scores"),
-        "normalized_scores": trial.user_attrs.get("normalized_scores"),
+        "raw_scores": trial.user_attrs.get(RAW_SCORES),
+        "normalized_scores": trial.user_attrs.get(NORMALIZED_SCORES),
     }
     text = json.dumps(out, indent=2)
     if args.output:
@@ -292,7 +247,7 @@ def _load(storage: Any, url: str, name: str) -> optuna.Study:
 
 
 def _spec(study: optuna.Study) -> StudySpec | None:
-    raw = study.user_attrs.get("nbtune:spec")
+    raw = study.user_attrs.get(STUDY_SPEC)
     return None if raw is None else StudySpec.from_json(raw)
 
 
@@ -336,10 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="run a study from a TOML, YAML or JSON config file")
     p.add_argument("config")
     p.add_argument("--num-trials", type=int)
-    p.add_argument("--num-seeds", type=int)
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--study-name")
-    p.add_argument("--storage")
+    add_config_flags(p, (STUDY, MACHINE, PROCESS))
     p.add_argument(
         "--reserve-only",
         action="store_true",
@@ -350,9 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="join a study and work until its total is reached")
     p.add_argument("--storage", required=True)
     p.add_argument("--study", required=True)
-    p.add_argument("--timeout", type=float)
-    p.add_argument("--interpreter", help="Python that runs the script on this machine")
-    p.add_argument("--runs-dir", help="experiment folders on this machine")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    add_config_flags(p, (MACHINE, PROCESS), exclude=("storage", "study_name", "override_spec"))
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("enqueue", help="queue known configurations (baselines)")
@@ -383,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CLIError, ValueError, TuningError, StorageUnavailableError) as exc:
+    except (NbtuneError, ValueError) as exc:
         print(f"nbtune: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ Trial system attributes:
 Study user attributes:
 
 * ``nbtune:spec``: the stored study spec (JSON).
+* ``nbtune:spec_history``: earlier specs replaced with ``override_spec=True``, oldest first.
 """
 
 from __future__ import annotations
@@ -47,3 +48,4 @@ STDERR_TAIL = "stderr_tail"
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
 STUDY_SPEC = "nbtune:spec"
+STUDY_SPEC_HISTORY = "nbtune:spec_history"

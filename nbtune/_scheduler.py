@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import subprocess
 import threading
 import time
@@ -26,75 +27,27 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from nbtune import _attrs
 from nbtune._budget import budget_state, claim_trial, others_working, reserve_slot
+from nbtune._errors import TuningError
 from nbtune._experiment import Experiment, build_argv
 from nbtune._metrics import ScalarTail, scalar_tags
 from nbtune._resources import available_memory
 from nbtune._retention import apply_retention
-from nbtune._scoring import Aggregation, normalize, normalize_all, trial_value
-from nbtune._space import ParamsFn, sample_params
+from nbtune._scoring import normalize, normalize_all, trial_value
+from nbtune._space import sample_params
 from nbtune._storage import fail_stale_trials, forget_trial, record_heartbeat
 from nbtune._version import __version__
 
+if TYPE_CHECKING:
+    from nbtune._config import TunerConfig
 
-class TuningError(RuntimeError):
-    """The study cannot go on: for example every recent trial failed the same way."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What turns a trial into experiments and experiments into a score.
-
-    Attributes:
-        script: Absolute path of the training script.
-        interpreter: Python (or other) executable that runs the script.
-        metric: TensorBoard scalar tag to read.
-        window: How many of the metric's last points are averaged.
-        targets: ``{env_id: (low, high) | None}``.
-        aggregation: How environments are combined.
-        params_fn: Samples a trial's parameters.
-        runs_dir: The study folder; each experiment runs in a directory below it.
-        env: Extra environment variables for every experiment.
-        experiment_timeout: Seconds after which an experiment fails.
-        env_flag: Flag that receives the environment id.
-        seed_flag: Flag that receives the seed.
-        keep_runs: Retention of experiment folders: ``"all"``, ``"logs"``, or k (the k best
-            trials' folders whole, logs only for the others).
-        reporting: When intermediate values are reported to Optuna: ``"checkpoint"`` (while
-            experiments run, at each of ``checkpoints`` equal steps of training progress) or
-            ``"seed"`` (after each seed, as CleanRL's tuner).
-        checkpoints: Checkpoints per experiment in ``"checkpoint"`` reporting.
-        progress_flag: Flag whose value is the training length in logged steps (progress is
-            judged from the metric's logged step against it).
-    """
-
-    script: Path
-    interpreter: str
-    metric: str
-    window: int
-    targets: Mapping[str, tuple[float, float] | None]
-    aggregation: Aggregation
-    params_fn: ParamsFn
-    runs_dir: Path
-    env: Mapping[str, str] = field(default_factory=dict)
-    experiment_timeout: float | None = None
-    env_flag: str = "env-id"
-    seed_flag: str = "seed"
-    keep_runs: str | int = "all"
-    reporting: str = "checkpoint"
-    checkpoints: int = 10
-    progress_flag: str = "total-timesteps"
-
-    @property
-    def script_sha256(self) -> str:
-        """SHA-256 of the script's bytes now."""
-        return hashlib.sha256(self.script.read_bytes()).hexdigest()
+__all__ = ["RunSummary", "Scheduler", "TrialListener", "TuningError"]
 
 
 class TrialListener(Protocol):
@@ -164,21 +117,15 @@ class Scheduler:
 
     Args:
         study: The Optuna study (its storage is the one source of truth).
-        config: How trials become experiments and scores.
+        config: How trials become experiments and scores, on how many slots (its
+            ``n_slots``, ``slot_env``, ``memory_per_experiment``, ``heartbeat_interval`` and
+            ``max_consecutive_failures`` too).
         num_seeds: Seeds per environment; seeds are ``0 .. num_seeds - 1`` as in CleanRL.
-        n_slots: How many experiments run at once.
-        max_consecutive_failures: Stop with :class:`TuningError` after this many trials in a row
-            failed by the script (``None``: never).
-        heartbeat_interval: Seconds between heartbeats of running trials.
         grace_period: Seconds without heartbeat after which another process's trial is stale.
         max_retry: How many times a trial of a dead process is re-run.
         poll_interval: Seconds between polls of running experiments.
         report_interval: Seconds between reads of running experiments' metric (in-run
             reporting).
-        slot_env: Environment variables per slot, e.g. ``[{"CUDA_VISIBLE_DEVICES": "0"},
-            {"CUDA_VISIBLE_DEVICES": "1"}]``; slot ``i`` gets ``slot_env[i % len(slot_env)]``.
-        memory_per_experiment: Bytes an experiment needs: a further experiment starts only
-            while that much memory is available (``None``: no check).
         stop_event: Set it (from any thread) to stop: running experiments are ended and their
             trials failed as interrupted.
         pause_event: While it is set, running experiments are frozen (SIGSTOP, resumed with
@@ -194,18 +141,13 @@ class Scheduler:
     def __init__(
         self,
         study: optuna.Study,
-        config: RunConfig,
+        config: TunerConfig,
         *,
         num_seeds: int,
-        n_slots: int = 1,
-        max_consecutive_failures: int | None = 5,
-        heartbeat_interval: float = 60.0,
         grace_period: float | None = None,
         max_retry: int | None = 3,
         poll_interval: float = 0.05,
         report_interval: float = 1.0,
-        slot_env: Sequence[Mapping[str, str]] = (),
-        memory_per_experiment: int | None = None,
         stop_event: threading.Event | None = None,
         pause_event: threading.Event | None = None,
         listeners: Sequence[TrialListener] = (),
@@ -216,15 +158,17 @@ class Scheduler:
         self.study = study
         self.config = config
         self.num_seeds = num_seeds
-        self.n_slots = n_slots
-        self.max_consecutive_failures = max_consecutive_failures
-        self.heartbeat_interval = heartbeat_interval
-        self.grace_period = grace_period if grace_period is not None else 2 * heartbeat_interval
+        self.n_slots: int = config.n_slots  # type: ignore[assignment]  # resolved by the config
+        self.max_consecutive_failures = config.max_consecutive_failures
+        self.heartbeat_interval = config.heartbeat_interval
+        self.grace_period = (
+            grace_period if grace_period is not None else 2 * self.heartbeat_interval
+        )
         self.max_retry = max_retry
         self.poll_interval = poll_interval
         self.report_interval = report_interval
-        self.slot_env = [dict(e) for e in slot_env]
-        self.memory_per_experiment = memory_per_experiment
+        self.slot_env = [dict(e) for e in config.slot_env]
+        self.memory_per_experiment = config.memory_per_experiment
         self._memory_warned = False
         self.stop_event = stop_event or threading.Event()
         self.pause_event = pause_event or threading.Event()
@@ -232,7 +176,7 @@ class Scheduler:
         self.listeners = list(listeners)
         self._log = log
         self._active: list[_TrialRun] = []
-        self._script_sha256 = config.script_sha256
+        self._script_sha256 = _file_sha256(config.script)
         self._study_script_sha256 = study_script_sha256 or self._script_sha256
         self._warned_script_change = False
         self._reduced: set[int] = set()
@@ -427,7 +371,7 @@ class Scheduler:
             return None
         record_heartbeat(self.study, trial._trial_id)
         self._check_script()
-        envs = list(self.config.targets)
+        envs = list(self.config.target_scores)
         seeds = list(range(self.num_seeds))
         run = _TrialRun(
             trial=trial,
@@ -469,7 +413,7 @@ class Scheduler:
         if self._warned_script_change:
             return
         try:
-            now = self.config.script_sha256
+            now = _file_sha256(self.config.script)
         except OSError as exc:
             raise TuningError(f"cannot read the script {self.config.script}: {exc}") from exc
         if now != self._study_script_sha256:
@@ -564,7 +508,7 @@ class Scheduler:
         else:
             tail = run.tails[key]
             tail.poll()
-            raw = tail.last_n_mean(self.config.window)
+            raw = tail.last_n_mean(self.config.metric_last_n_average_window)
             if raw is None:
                 tags = scalar_tags(exp.run_dir)
                 logged = ", ".join(tags) if tags else "no scalar at all (no TensorBoard event file)"
@@ -580,16 +524,17 @@ class Scheduler:
                     exp.stderr_tail(),
                 )
                 raw = None
-        normalized = None if raw is None else normalize(raw, self.config.targets[env_id])
+        normalized = None if raw is None else normalize(raw, self.config.target_scores[env_id])
         if raw is not None:
             run.raw[env_id][seed_index] = raw
             run.trial.set_user_attr(_attrs.RAW_SCORES, run.raw)
             run.trial.set_user_attr(
-                _attrs.NORMALIZED_SCORES, normalize_all(run.raw, self.config.targets)
+                _attrs.NORMALIZED_SCORES, normalize_all(run.raw, self.config.target_scores)
             )
             self._say(
                 f"trial {run.trial.number} {where}: {self.config.metric} = {raw:.6g} "
-                f"(mean of last {self.config.window}), normalized {normalized:.4g}, "
+                f"(mean of last {self.config.metric_last_n_average_window}), "
+                f"normalized {normalized:.4g}, "
                 f"{exp.seconds:.1f} s"
             )
         for listener in self.listeners:
@@ -653,16 +598,16 @@ class Scheduler:
                     tail.last_step is None or tail.last_step < threshold
                 ):
                     return  # not there yet
-                scores[env] = _mean_up_to(tail, threshold, self.config.window)
+                scores[env] = _mean_up_to(tail, threshold, self.config.metric_last_n_average_window)
             key_now = run.next_key
             run.next_key += 1
             if any(v is None for v in scores.values()):
                 continue
-            normalized = normalize_all(run.raw, self.config.targets)
+            normalized = normalize_all(run.raw, self.config.target_scores)
             for env, raw in scores.items():
-                normalized[env][seed_index] = normalize(raw, self.config.targets[env])  # type: ignore[arg-type]
+                normalized[env][seed_index] = normalize(raw, self.config.target_scores[env])  # type: ignore[arg-type]
             value = trial_value(
-                normalized, self.config.aggregation, seed_indices=range(seed_index + 1)
+                normalized, self.config.aggregation_type, seed_indices=range(seed_index + 1)
             )
             if value is None or not math.isfinite(value):
                 continue
@@ -700,11 +645,14 @@ class Scheduler:
             self.study.tell(trial, state=TrialState.PRUNED)
             self._notify_end(run, TrialState.PRUNED, None)
             return TrialState.PRUNED
-        value = trial_value(normalize_all(run.raw, self.config.targets), self.config.aggregation)
+        value = trial_value(
+            normalize_all(run.raw, self.config.target_scores), self.config.aggregation_type
+        )
         assert value is not None
         self.study.tell(trial, value)
         self._say(
-            f"trial {trial.number} finished: {self.config.aggregation} normalized score {value:.4g}"
+            f"trial {trial.number} finished: {self.config.aggregation_type} normalized score "
+            f"{value:.4g}"
         )
         self._notify_end(run, TrialState.COMPLETE, value)
         return TrialState.COMPLETE
@@ -769,6 +717,10 @@ class Scheduler:
     def _say(self, line: str) -> None:
         if self._log is not None:
             self._log(line)
+
+
+def _file_sha256(path: str | os.PathLike[str]) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _short(params: Mapping[str, Any], limit: int = 200) -> str:

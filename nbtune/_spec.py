@@ -12,14 +12,19 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import optuna
 
+from nbtune._errors import ConfigError, SpecMismatchError
 from nbtune._space import SearchSpace
 
-SPEC_VERSION = 1
+__all__ = ["COMPARED_FIELDS", "SPEC_VERSION", "SpecMismatchError", "StudySpec"]
+
+#: Version 2 added progress_flag, keep_runs, max_consecutive_failures and wandb_kwargs (a version
+#: 1 spec is read with their defaults: what a version 1 worker used).
+SPEC_VERSION = 2
 
 #: Fields whose change makes old and new trials incomparable: a mismatch is refused.
 COMPARED_FIELDS = (
@@ -33,16 +38,16 @@ COMPARED_FIELDS = (
     "script",
     "reporting",
     "checkpoints",
+    "progress_flag",
 )
-
-
-class SpecMismatchError(ValueError):
-    """An existing study was defined differently from what is given now."""
 
 
 @dataclass
 class StudySpec:
-    """What defines a study (JSON-serializable).
+    """What defines a study (JSON-serializable), as stored with it.
+
+    It is derived from :class:`~nbtune.TunerConfig` (:meth:`TunerConfig.to_spec`): each config
+    field whose metadata names a stored key is one attribute here, under that key.
 
     Attributes:
         script: Absolute path of the training script.
@@ -68,6 +73,10 @@ class StudySpec:
         script_sha256: Hash of the script when the study was created.
         heartbeat_interval: Seconds between heartbeats; every process on the study uses the
             same, since staleness of one process's trials is judged by another.
+        progress_flag: The flag holding the training length (checkpoints are judged against it).
+        keep_runs: Disk retention of experiment folders.
+        max_consecutive_failures: Failed trials in a row that stop a process.
+        wandb_kwargs: wandb arguments when trials are tracked, else ``None``.
         version: Spec format version.
     """
 
@@ -92,6 +101,10 @@ class StudySpec:
     runs_dir: str = ""
     script_sha256: str = ""
     heartbeat_interval: int = 60
+    progress_flag: str = "total-timesteps"
+    keep_runs: str | int = "all"
+    max_consecutive_failures: int | None = 5
+    wandb_kwargs: dict[str, Any] | None = None
     version: int = SPEC_VERSION
 
     def to_json(self) -> str:
@@ -104,12 +117,24 @@ class StudySpec:
         data = json.loads(text) if isinstance(text, str) else dict(text)
         version = data.get("version", 0)
         if version > SPEC_VERSION:
-            raise ValueError(
+            raise ConfigError(
                 f"the study was written by a newer nbtune (spec version {version}, this nbtune "
                 f"reads up to {SPEC_VERSION}): upgrade nbtune."
             )
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        spec = cls(**{k: v for k, v in data.items() if k in known})
+        spec.version = SPEC_VERSION  # older versions: the new fields hold their defaults
+        return spec
+
+    def upgraded(self, given: StudySpec, stored_keys: Mapping[str, Any]) -> StudySpec:
+        """The stored spec, with the fields an older version did not store taken from ``given``.
+
+        Args:
+            given: The spec of the process opening the study.
+            stored_keys: The stored JSON as read (to see which keys it lacked).
+        """
+        missing = {f.name for f in fields(self)} - set(stored_keys) - {"version"}
+        return replace(self, **{name: getattr(given, name) for name in missing})
 
     @property
     def search_space(self) -> SearchSpace | None:
@@ -198,7 +223,7 @@ def build_component(desc: Mapping[str, Any] | None, kind: str) -> Any:
     cls = getattr(module, str(name), None)
     if not isinstance(cls, type):
         available = sorted(n for n in dir(module) if n[0].isupper() and not n.startswith("Base"))
-        raise ValueError(f"unknown {kind[:-1]} {name!r}; Optuna has: {', '.join(available)}.")
+        raise ConfigError(f"unknown {kind[:-1]} {name!r}; Optuna has: {', '.join(available)}.")
     kwargs = dict(
         desc.get("kwargs")
         or {k: v for k, v in desc.items() if k not in ("name", "module", "kwargs")}
@@ -206,4 +231,4 @@ def build_component(desc: Mapping[str, Any] | None, kind: str) -> Any:
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise ConfigError(f"{name}: {exc}") from None

@@ -1,9 +1,9 @@
-"""The seed-compatible ``Tuner``: CleanRL's API, run correctly and in isolation."""
+"""The CleanRL-compatible ``Tuner``: CleanRL's API, run correctly and in isolation."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import math
 import os
 import re
@@ -12,11 +12,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -24,22 +22,25 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from nbtune import _attrs
-from nbtune._attrs import STUDY_SPEC
+from nbtune._attrs import STUDY_SPEC, STUDY_SPEC_HISTORY
 from nbtune._budget import extend_budget
+from nbtune._config import TunerConfig, check_positive_int, field_names
+from nbtune._errors import ConfigError, SpecMismatchError, TuningError
 from nbtune._progress import ProgressBar
-from nbtune._resources import DEFAULT_MEMORY_PER_EXPERIMENT, default_slots
-from nbtune._retention import check_keep_runs
-from nbtune._scheduler import RunConfig, RunSummary, Scheduler, TrialListener, TuningError
-from nbtune._scoring import check_aggregation, check_target_scores
-from nbtune._space import ParamsFn, SearchSpace, record_space
-from nbtune._spec import SpecMismatchError, StudySpec, build_component, describe_component
+from nbtune._scheduler import RunSummary, Scheduler, TrialListener
+from nbtune._spec import StudySpec
 from nbtune._storage import (
-    DEFAULT_STORAGE,
     describe_storage,
     fail_stale_trials,
     open_storage,
     sqlite_path,
 )
+
+if TYPE_CHECKING:
+    from nbtune._session import TuningSession
+
+#: What ``tuner.<name>`` reads from ``tuner.config``.
+_CONFIG_NAMES = frozenset(field_names() | {"space", "space_note"})
 
 
 class Tuner:
@@ -55,58 +56,11 @@ class Tuner:
     What defines the study (script, metric, targets, search space, ...) is stored with it, so it
     can be resumed after a restart and joined by ``nbtune worker`` processes on other machines.
 
-    Args:
-        script: Path of the training script.
-        metric: TensorBoard scalar tag the script logs, e.g. ``"charts/episodic_return"``.
-        target_scores: ``{env_id: [low, high]}``; the normalized score is
-            ``(x - low) / (high - low)``. ``{env_id: None}`` (one environment only) uses the raw
-            metric.
-        params_fn: ``params_fn(trial) -> dict`` of flag name to value, sampled with
-            ``trial.suggest_*`` or fixed; or a :class:`~nbtune.SearchSpace`, or its dict form.
-        direction: ``"maximize"`` or ``"minimize"``.
-        aggregation_type: ``"average"``, ``"median"``, ``"max"``, ``"min"``, or ``"iqm"`` (the
-            interquartile mean of all environment x seed scores pooled, as rliable computes it).
-        metric_last_n_average_window: How many of the metric's last points make an
-            experiment's score.
-        sampler: An Optuna sampler (default: Optuna's default, TPE).
-        pruner: An Optuna pruner (default: Optuna's default, median).
-        storage: Database URL, journal file path, or Optuna storage. SQLite paths are made
-            absolute and printed.
-        study_name: Name of the study; default ``tuner_<unix time>``. An existing study of this
-            name is continued if it was defined the same way.
-        wandb_kwargs: When given, each trial is tracked as a wandb run with these arguments.
-        num_seeds: Default for :meth:`tune`'s ``num_seeds``.
-        interpreter: Executable that runs the script (default: this Python). Point it at another
-            virtual environment's Python to keep the script's pinned dependencies apart.
-        runs_dir: Study folder holding one directory per experiment (default
-            ``nbtune_runs/<study_name>``); usable as ``tensorboard --logdir``.
-        env: Environment variables for the experiments, over the defaults
-            (``OMP_NUM_THREADS=1``).
-        experiment_timeout: Seconds after which one experiment fails its trial.
-        max_consecutive_failures: Stop the study after this many failed trials in a row.
-        heartbeat_interval: Seconds between heartbeats of running trials; a trial whose process
-            died is failed after twice this and retried.
-        env_flag: Flag that receives the environment id (``env-id``).
-        seed_flag: Flag that receives the seed (``seed``).
-        keep_runs: Disk retention of experiment folders: ``"all"``, ``"logs"`` (stdout, stderr
-            and TensorBoard files only), or k (the k best trials' folders whole, logs only for
-            the others).
-        n_slots: How many experiments run at once (default: one per CPU this process may use,
-            from its affinity and cgroup quota, fewer if memory is short).
-        reporting: ``"checkpoint"`` (default) reports the trial's value to Optuna while
-            experiments run, at each of ``checkpoints`` steps of training progress (judged from
-            the metric's logged step against the ``progress_flag`` value), so a pruner can stop
-            a bad trial early; ``"seed"`` reports after each seed, as CleanRL's tuner.
-        checkpoints: Checkpoints per experiment (10: every 10% of training).
-        progress_flag: The flag holding the training length in steps.
-        slot_env: Environment variables per slot, e.g. ``[{"CUDA_VISIBLE_DEVICES": "0"},
-            {"CUDA_VISIBLE_DEVICES": "1"}]``.
-        memory_per_experiment: Bytes one experiment needs: fewer slots by default if memory is
-            short, and no new experiment while less is available (``None``: no check).
-        progress_bar: Show a terminal progress bar (default: when stderr is a terminal).
-        override_spec: Continue an existing study even though it was defined differently,
-            storing the new definition (the old one is kept in its history).
-        verbose: Print one line per experiment and trial.
+    The arguments are exactly the fields of :class:`~nbtune.TunerConfig` (documented there, one
+    by one): ``Tuner(script, metric, target_scores, params_fn, ...)`` builds and validates a
+    ``TunerConfig`` (``tuner.config``), and ``Tuner(config)`` takes one directly. Every field is
+    also readable as an attribute (``tuner.metric``); :meth:`replace` gives a Tuner with some
+    fields changed.
 
     Example:
         >>> import optuna, nbtune
@@ -122,132 +76,56 @@ class Tuner:
         ... )
         >>> tuner.spec.space["total-timesteps"]
         100000
+        >>> tuner.replace(num_seeds=2).config.num_seeds
+        2
     """
 
-    def __init__(
-        self,
-        script: str | os.PathLike[str],
-        metric: str,
-        target_scores: Mapping[str, Sequence[float] | None],
-        params_fn: ParamsFn | SearchSpace | Mapping[str, Any],
-        direction: str = "maximize",
-        aggregation_type: str = "average",
-        metric_last_n_average_window: int = 50,
-        sampler: optuna.samplers.BaseSampler | None = None,
-        pruner: optuna.pruners.BasePruner | None = None,
-        storage: str | os.PathLike[str] | BaseStorage = DEFAULT_STORAGE,
-        study_name: str = "",
-        wandb_kwargs: Mapping[str, Any] | None = None,
-        num_seeds: int | None = None,
-        *,
-        interpreter: str | os.PathLike[str] | None = None,
-        runs_dir: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        experiment_timeout: float | None = None,
-        max_consecutive_failures: int | None = 5,
-        heartbeat_interval: int = 60,
-        env_flag: str = "env-id",
-        seed_flag: str = "seed",
-        keep_runs: str | int = "all",
-        n_slots: int | None = None,
-        reporting: str = "checkpoint",
-        checkpoints: int = 10,
-        progress_flag: str = "total-timesteps",
-        slot_env: Sequence[Mapping[str, str]] = (),
-        memory_per_experiment: int | None = DEFAULT_MEMORY_PER_EXPERIMENT,
-        progress_bar: bool | None = None,
-        override_spec: bool = False,
-        verbose: bool = True,
-    ) -> None:
-        script_path = Path(script).expanduser()
-        if not script_path.is_file():
-            raise ValueError(
-                f"script: {str(script)!r} is not a file (looked for {script_path.resolve()}). "
-                "Give the path of the training script, relative to the current directory or "
-                "absolute."
-            )
-        if not isinstance(metric, str) or not metric:
-            raise ValueError(
-                f"metric must be the TensorBoard tag the script logs, such as "
-                f"'charts/episodic_return'; got {metric!r}."
-            )
-        if isinstance(params_fn, Mapping):
-            params_fn = SearchSpace.from_dict(params_fn)
-        if not callable(params_fn):
-            raise ValueError(
-                "params_fn must be a function of an Optuna trial returning a dict, or a "
-                "SearchSpace."
-            )
-        if isinstance(direction, optuna.study.StudyDirection):
-            direction = direction.name.lower()
-        if direction not in ("maximize", "minimize"):
-            raise ValueError(f"direction must be 'maximize' or 'minimize'; got {direction!r}.")
-        _check_positive_int("metric_last_n_average_window", metric_last_n_average_window)
-        if num_seeds is not None:
-            _check_positive_int("num_seeds", num_seeds)
-        if experiment_timeout is not None and not experiment_timeout > 0:
-            raise ValueError(
-                "experiment_timeout must be a positive number of seconds or None; "
-                f"got {experiment_timeout!r}."
-            )
-        if max_consecutive_failures is not None:
-            _check_positive_int("max_consecutive_failures", max_consecutive_failures)
-        _check_positive_int("heartbeat_interval", heartbeat_interval)
+    config: TunerConfig
 
-        self.script = script_path.resolve()
-        self.metric = metric
-        self.target_scores = check_target_scores(target_scores)
-        self.params_fn = params_fn
-        self.direction = direction
-        self.aggregation_type = check_aggregation(aggregation_type)
-        self.metric_last_n_average_window = metric_last_n_average_window
-        self.sampler = sampler
-        self.pruner = pruner
-        self.study_name = study_name or f"tuner_{int(time.time())}"
-        self.wandb_kwargs = dict(wandb_kwargs or {})
-        self.num_seeds = num_seeds
-        self.interpreter = str(interpreter) if interpreter is not None else sys.executable
-        self.runs_dir = (
-            Path(runs_dir) if runs_dir is not None else Path("nbtune_runs") / self.study_name
-        ).resolve()
-        self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.experiment_timeout = experiment_timeout
-        self.max_consecutive_failures = max_consecutive_failures
-        self.heartbeat_interval = heartbeat_interval
-        self.env_flag = env_flag
-        self.seed_flag = seed_flag
-        self.keep_runs = check_keep_runs(keep_runs)
-        if reporting not in ("checkpoint", "seed"):
-            raise ValueError(f"reporting must be 'checkpoint' or 'seed'; got {reporting!r}.")
-        _check_positive_int("checkpoints", checkpoints)
-        if n_slots is not None:
-            _check_positive_int("n_slots", n_slots)
-        self.memory_per_experiment = memory_per_experiment
-        self.n_slots = n_slots if n_slots is not None else default_slots(memory_per_experiment or 0)
-        self.reporting = reporting
-        self.checkpoints = checkpoints if reporting == "checkpoint" else 1
-        self.progress_flag = progress_flag
-        self.slot_env = [dict(e) for e in slot_env]
-        self.progress_bar = progress_bar
-        self._warn_sampler()
-        self.override_spec = override_spec
-        self.verbose = verbose
-        self.space, self.space_note = record_space(params_fn)
-        self._storage_arg = storage
-        self._storage: BaseStorage | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) == 1 and not kwargs and isinstance(args[0], TunerConfig):
+            config = args[0]
+        else:
+            config = TunerConfig(*args, **kwargs)
+        self.config = config
+        self._storage_arg = config.storage
+        self._storage: BaseStorage | None = (
+            config.storage if isinstance(config.storage, BaseStorage) else None
+        )
         self._study: optuna.Study | None = None
         self._stored_spec: StudySpec | None = None
+        self._warn_sampler()
+
+    def __getattr__(self, name: str) -> Any:
+        # Every config field (and the derived search space) reads as an attribute, as the
+        # CleanRL Tuner's constructor arguments did.
+        if name in _CONFIG_NAMES:
+            return getattr(self.config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def replace(self, **changes: Any) -> Tuner:
+        """A Tuner like this one with some config fields changed (validated), same storage.
+
+        Example:
+            >>> tuner.replace(verbose=False).verbose  # doctest: +SKIP
+            False
+        """
+        config = self.config.replace(**changes)
+        new = type(self)(config)
+        if "storage" not in changes:
+            new._storage_arg, new._storage = self._storage_arg, self._storage
+        return new
 
     def _warn_sampler(self) -> None:
         """Several trials at once need a sampler that accounts for the running ones."""
-        sampler = self.sampler
+        sampler = self.config.sampler
         if (
-            self.n_slots > 1
+            self.config.n_slots > 1  # type: ignore[operator]
             and isinstance(sampler, optuna.samplers.TPESampler)
             and not getattr(sampler, "_constant_liar", True)
         ):
             warnings.warn(
-                f"{self.n_slots} slots run trials concurrently, but this TPESampler has "
+                f"{self.config.n_slots} slots run trials concurrently, but this TPESampler has "
                 "constant_liar=False: concurrent trials may sample the same region. Pass "
                 "TPESampler(constant_liar=True) (Optuna 5's default).",
                 UserWarning,
@@ -267,11 +145,11 @@ class Tuner:
         """Rebuild the Tuner of an existing study from the spec stored with it.
 
         This is how a worker on another machine joins a study: everything it needs is in the
-        storage. ``overrides`` replace constructor arguments that are local to this process
-        (``interpreter``, ``runs_dir``, ``env``, ``verbose``, ...).
+        storage. ``overrides`` set config fields that belong to this process or machine
+        (``interpreter``, ``runs_dir``, ``n_slots``, ``verbose``, ...).
 
         Raises:
-            ValueError: If the study does not exist, was not created by nbtune, or its
+            ConfigError: If the study does not exist, was not created by nbtune, or its
                 ``params_fn`` is not declarative (it can only run in the process that has it).
         """
         opened = open_storage(storage, must_exist=must_exist, heartbeat_interval=None)
@@ -279,13 +157,13 @@ class Tuner:
             study = optuna.load_study(study_name=study_name, storage=opened)
         except KeyError:
             names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
-            raise ValueError(
+            raise ConfigError(
                 f"no study named {study_name!r} in {describe_storage(storage)}; it has: "
                 f"{', '.join(names) or 'no study'}."
             ) from None
         raw = study.user_attrs.get(STUDY_SPEC)
         if raw is None:
-            raise ValueError(
+            raise ConfigError(
                 f"study {study_name!r} has no nbtune spec (it was not created by nbtune): "
                 "start it with nbtune.Tuner or `nbtune tune CONFIG` first."
             )
@@ -293,40 +171,12 @@ class Tuner:
         heartbeat = int(overrides.get("heartbeat_interval", spec.heartbeat_interval))
         if not isinstance(storage, BaseStorage):
             opened = open_storage(storage, heartbeat_interval=heartbeat)  # as the study needs
-        if spec.space is None:
-            raise ValueError(
-                f"study {study_name!r} samples its parameters with a params_fn that is not "
-                f"declarative ({spec.space_note}), so only the process that has that function "
-                "can run its trials. Write the space as a table (nbtune.SearchSpace or the "
-                "'params' table of a config file) to let workers join."
-            )
-        kwargs: dict[str, Any] = {
-            "script": spec.script,
-            "metric": spec.metric,
-            "target_scores": spec.targets,
-            "params_fn": SearchSpace.from_dict(spec.space),
-            "direction": spec.direction,
-            "aggregation_type": spec.aggregation,
-            "metric_last_n_average_window": spec.window,
-            "sampler": build_component(spec.sampler, "samplers"),
-            "pruner": build_component(spec.pruner, "pruners"),
-            "storage": opened,
-            "study_name": study_name,
-            "num_seeds": spec.num_seeds,
-            "interpreter": spec.interpreter,
-            "runs_dir": spec.runs_dir or None,
-            "env": spec.env,
-            "experiment_timeout": spec.experiment_timeout,
-            "env_flag": spec.env_flag,
-            "seed_flag": spec.seed_flag,
-            "heartbeat_interval": heartbeat,
-            "reporting": spec.reporting,
-            "checkpoints": max(1, spec.checkpoints),
-        }
-        kwargs.update(overrides)
-        tuner = cls(**kwargs)
+        try:
+            config = TunerConfig.from_spec(spec, storage=opened, study_name=study_name, **overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"study {study_name!r}: {exc}") from None
+        tuner = cls(config)
         tuner._storage_arg = storage if not isinstance(storage, BaseStorage) else opened
-        tuner._storage = opened
         return tuner
 
     # ----------------------------------------------------------------------------------------
@@ -335,36 +185,21 @@ class Tuner:
         """The opened Optuna storage."""
         if self._storage is None:
             self._storage = open_storage(
-                self._storage_arg, heartbeat_interval=self.heartbeat_interval
+                self._storage_arg, heartbeat_interval=self.config.heartbeat_interval
             )
         return self._storage
 
     @property
     def spec(self) -> StudySpec:
         """What defines this study, as stored with it."""
-        return StudySpec(
-            script=str(self.script),
-            interpreter=self.interpreter,
-            metric=self.metric,
-            window=self.metric_last_n_average_window,
-            direction=self.direction,
-            aggregation=self.aggregation_type,
-            targets={k: None if v is None else list(v) for k, v in self.target_scores.items()},
-            num_seeds=self.num_seeds,
-            space=None if self.space is None else self.space.to_dict(),
-            space_note=self.space_note,
-            sampler=describe_component(self.sampler),
-            pruner=describe_component(self.pruner),
-            env_flag=self.env_flag,
-            seed_flag=self.seed_flag,
-            env=self.env,
-            experiment_timeout=self.experiment_timeout,
-            runs_dir=str(self.runs_dir),
-            script_sha256=_sha256(self.script),
-            heartbeat_interval=self.heartbeat_interval,
-            reporting=self.reporting,
-            checkpoints=self.checkpoints,
-        )
+        return self.config.to_spec()
+
+    @property
+    def stored_spec(self) -> StudySpec:
+        """The spec stored with the study (opening the study first), as every process reads it."""
+        self.study  # noqa: B018
+        assert self._stored_spec is not None
+        return self._stored_spec
 
     @property
     def study(self) -> optuna.Study:
@@ -374,30 +209,33 @@ class Tuner:
         return self._study
 
     def _open_study(self, num_seeds: int | None = None) -> optuna.Study:
+        config = self.config
         storage = self.storage
         spec = self.spec
         if num_seeds is not None:
             spec.num_seeds = num_seeds
         try:
-            existing = optuna.load_study(study_name=self.study_name, storage=storage)
+            existing = optuna.load_study(study_name=config.study_name, storage=storage)
         except KeyError:
             existing = None
         if existing is not None:
             stored_direction = existing.direction.name.lower()
             stored = existing.user_attrs.get(STUDY_SPEC)
-            stored_spec = StudySpec.from_json(stored) if stored is not None else None
+            stored_spec = None
+            if stored is not None:
+                stored_spec = StudySpec.from_json(stored).upgraded(spec, json.loads(stored))
             diff = stored_spec.differences(spec) if stored_spec is not None else []
-            if stored_spec is None and stored_direction != self.direction:
+            if stored_spec is None and stored_direction != config.direction:
                 # A study nbtune did not create: only its direction can be compared.
-                diff.append(f"  direction: stored {stored_direction!r}, given {self.direction!r}")
-            if diff and (not self.override_spec or stored_direction != self.direction):
+                diff.append(f"  direction: stored {stored_direction!r}, given {config.direction!r}")
+            if diff and (not config.override_spec or stored_direction != config.direction):
                 fix = "Use another study_name for a new study" + (
                     ", or pass override_spec=True to continue it with the new definition."
-                    if stored_direction == self.direction
+                    if stored_direction == config.direction
                     else " (Optuna cannot change a study's direction)."
                 )
                 raise SpecMismatchError(
-                    f"study {self.study_name!r} in {describe_storage(self._storage_arg)} was "
+                    f"study {config.study_name!r} in {describe_storage(self._storage_arg)} was "
                     f"defined differently:\n" + "\n".join(diff) + f"\n{fix}"
                 )
             study = existing
@@ -406,45 +244,79 @@ class Tuner:
                     spec.num_seeds = stored_spec.num_seeds
                 if spec.script_sha256 != stored_spec.script_sha256:
                     spec.script_sha256 = stored_spec.script_sha256  # warned about per trial
+                if stored_spec.to_json() != stored:  # an older version: store it upgraded
+                    existing.set_user_attr(STUDY_SPEC, stored_spec.to_json())
                 self._stored_spec = stored_spec
             else:
                 if diff:
-                    history = list(existing.user_attrs.get(STUDY_SPEC + "_history", []))
+                    history = list(existing.user_attrs.get(STUDY_SPEC_HISTORY, []))
                     history.append(stored)
-                    existing.set_user_attr(STUDY_SPEC + "_history", history)
+                    existing.set_user_attr(STUDY_SPEC_HISTORY, history)
                     self._say("nbtune: continuing with a changed definition:\n" + "\n".join(diff))
                 existing.set_user_attr(STUDY_SPEC, spec.to_json())
                 self._stored_spec = spec
-            if self.sampler is not None or self.pruner is not None:
+            if config.sampler is not None or config.pruner is not None:
                 study = optuna.load_study(
-                    study_name=self.study_name,
+                    study_name=config.study_name,
                     storage=storage,
-                    sampler=self.sampler,
-                    pruner=self.pruner,
+                    sampler=config.sampler,
+                    pruner=config.pruner,
                 )
             return study
         study = optuna.create_study(
-            study_name=self.study_name,
+            study_name=config.study_name,
             storage=storage,
-            sampler=self.sampler,
-            pruner=self.pruner,
-            direction=self.direction,
+            sampler=config.sampler,
+            pruner=config.pruner,
+            direction=config.direction,
             load_if_exists=True,
         )
         study.set_user_attr(STUDY_SPEC, spec.to_json())
         self._stored_spec = spec
-        if self.space is None:
+        if config.space is None:
             self._say(
-                f"nbtune: params_fn is not declarative ({self.space_note}): this study's trials "
-                "run only from this process; workers elsewhere will refuse it."
+                f"nbtune: params_fn is not declarative ({config.space_note}): this study's "
+                "trials run only from this process; workers elsewhere will refuse it."
             )
         return study
 
     def _say(self, line: str) -> None:
-        if self.verbose:
+        if self.config.verbose:
             print(line, flush=True)
 
     # ----------------------------------------------------------------------------------------
+    def session(
+        self,
+        num_trials: int | None = None,
+        num_seeds: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> TuningSession:
+        """A run controller for this study (not started): see :class:`~nbtune.TuningSession`.
+
+        Args:
+            num_trials: Trials a start adds to the study; ``None`` works on what is left of
+                the study's budget without adding to it (what a worker does).
+            num_seeds: Seeds per environment (default: the config's, else the study's).
+            timeout: Seconds after which a run stops starting trials.
+        """
+        from nbtune._session import TuningSession
+
+        return TuningSession(self, num_trials, num_seeds, timeout=timeout)
+
+    def start(
+        self, num_trials: int, num_seeds: int | None = None, *, timeout: float | None = None
+    ) -> TuningSession:
+        """Run ``num_trials`` more trials in a background thread; return the controller.
+
+        Example:
+            >>> session = tuner.start(20, num_seeds=2)  # doctest: +SKIP
+            >>> session.pause(); session.resume(); session.wait()  # doctest: +SKIP
+        """
+        session = self.session(num_trials, num_seeds, timeout=timeout)
+        session.start()
+        return session
+
     def tune(
         self,
         num_trials: int,
@@ -458,6 +330,7 @@ class Tuner:
 
         The study's total becomes (trials finished so far + ``num_trials``); this process and
         any ``nbtune worker`` joined to the study share the work and stop when it is reached.
+        It runs in this thread; :meth:`start` runs the same in the background.
 
         Args:
             num_trials: Trials to add to the study, as Optuna's ``n_trials``.
@@ -473,21 +346,20 @@ class Tuner:
             The study's best trial.
 
         Raises:
-            ValueError: For a bad ``num_trials`` or ``num_seeds``, before anything runs.
+            ConfigError: For a bad ``num_trials`` or ``num_seeds``, before anything runs.
             SpecMismatchError: If the study exists and was defined differently.
             TuningError: When too many trials fail in a row, or no trial has completed.
         """
-        _check_positive_int("num_trials", num_trials)
+        check_positive_int("num_trials", num_trials)
         if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
-        num_seeds = self._prepare(num_seeds)
-        self._extend(num_trials)
-        self._schedule(num_seeds, timeout, stop_event, pause_event)
+            raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+        session = self.session(num_trials, num_seeds, timeout=timeout)
+        session.run(stop_event=stop_event, pause_event=pause_event)
         try:
             best = self.study.best_trial
         except ValueError:
             raise TuningError(
-                f"no trial of study {self.study_name!r} has completed; see each trial's "
+                f"no trial of study {self.config.study_name!r} has completed; see each trial's "
                 "fail_reason in tuner.trials_dataframe()."
             ) from None
         self._say(f"The best trial obtains a normalized score of {best.value} {best.params}")
@@ -502,7 +374,7 @@ class Tuner:
         Returns:
             The study's new total.
         """
-        _check_positive_int("num_trials", num_trials)
+        check_positive_int("num_trials", num_trials)
         self._prepare(num_seeds)
         return self._extend(num_trials)
 
@@ -520,9 +392,9 @@ class Tuner:
     def _prepare(self, num_seeds: int | None) -> int:
         """Open the study, settle the number of seeds with the stored spec, and return it."""
         if num_seeds is None:
-            num_seeds = self.num_seeds
+            num_seeds = self.config.num_seeds
         if num_seeds is not None:
-            _check_positive_int("num_seeds", num_seeds)
+            check_positive_int("num_seeds", num_seeds)
         if self._study is None:
             self._study = self._open_study(num_seeds)
         stored = self._stored_spec
@@ -530,20 +402,22 @@ class Tuner:
         if num_seeds is None:
             num_seeds = stored.num_seeds
         if num_seeds is None:
-            raise ValueError("num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...).")
+            raise ConfigError(
+                "num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...)."
+            )
         if stored.num_seeds is None:
             stored.num_seeds = num_seeds
             self._study.set_user_attr(STUDY_SPEC, stored.to_json())
         elif stored.num_seeds != num_seeds:
             raise SpecMismatchError(
-                f"study {self.study_name!r} averages {stored.num_seeds} seeds per trial; "
+                f"study {self.config.study_name!r} averages {stored.num_seeds} seeds per trial; "
                 f"num_seeds={num_seeds} would make new values incomparable. Use "
                 f"num_seeds={stored.num_seeds}, or another study_name."
             )
         return num_seeds
 
     def _extend(self, num_trials: int) -> int:
-        fail_stale_trials(self.study, 2 * self.heartbeat_interval)
+        fail_stale_trials(self.study, 2 * self.config.heartbeat_interval)
         total = extend_budget(self.study, num_trials).total
         assert total is not None
         self._announce(total)
@@ -556,24 +430,20 @@ class Tuner:
         stop_event: threading.Event | None,
         pause_event: threading.Event | None = None,
     ) -> RunSummary:
+        config = self.config
         listeners: list[TrialListener] = []
-        if self.wandb_kwargs:
+        if config.wandb_kwargs:
             from nbtune._wandb import WandbTracker
 
-            listeners.append(WandbTracker(self.wandb_kwargs, self.study_name))
+            listeners.append(WandbTracker(config.wandb_kwargs, config.study_name))
         assert self._stored_spec is not None
-        show_bar = self.progress_bar if self.progress_bar is not None else sys.stderr.isatty()
+        show_bar = config.progress_bar if config.progress_bar is not None else sys.stderr.isatty()
         bar = ProgressBar(self.study) if show_bar else None
-        log = (bar.write if bar is not None else self._say) if self.verbose else None
+        log = (bar.write if bar is not None else self._say) if config.verbose else None
         scheduler = Scheduler(
             self.study,
-            self._run_config(),
+            config,
             num_seeds=num_seeds,
-            max_consecutive_failures=self.max_consecutive_failures,
-            heartbeat_interval=self.heartbeat_interval,
-            n_slots=self.n_slots,
-            slot_env=self.slot_env,
-            memory_per_experiment=self.memory_per_experiment,
             stop_event=stop_event,
             pause_event=pause_event,
             listeners=listeners,
@@ -590,37 +460,18 @@ class Tuner:
         self._say(_summary_line(summary))
         return summary
 
-    def _run_config(self) -> RunConfig:
-        return RunConfig(
-            script=self.script,
-            interpreter=self.interpreter,
-            metric=self.metric,
-            window=self.metric_last_n_average_window,
-            targets=self.target_scores,
-            aggregation=self.aggregation_type,
-            params_fn=self.params_fn,
-            runs_dir=self.runs_dir,
-            env=self.env,
-            experiment_timeout=self.experiment_timeout,
-            env_flag=self.env_flag,
-            seed_flag=self.seed_flag,
-            keep_runs=self.keep_runs,
-            reporting=self.reporting,
-            checkpoints=self.checkpoints,
-            progress_flag=self.progress_flag,
-        )
-
     def _announce(self, total: int | None) -> None:
         where = describe_storage(self._storage_arg)
         path = sqlite_path(str(getattr(self.storage, "url", "")))
         if path is not None:
             where = f"sqlite:///{path}"
-        self._say(f"nbtune: study {self.study_name!r} in {where} (total {total} trials)")
-        self._say(f"nbtune: experiment folders under {self.runs_dir}")
-        if self.space is not None:
+        name = self.config.study_name
+        self._say(f"nbtune: study {name!r} in {where} (total {total} trials)")
+        self._say(f"nbtune: experiment folders under {self.config.runs_dir}")
+        if self.config.space is not None:
             self._say(
                 "nbtune: more processes can join with: nbtune worker --storage "
-                f"{shlex.quote(where)} --study {shlex.quote(self.study_name)}"
+                f"{shlex.quote(where)} --study {shlex.quote(name)}"
             )
 
     # ----------------------------------------------------------------------------------------
@@ -722,11 +573,6 @@ def trials_dataframe(study: optuna.Study) -> pd.DataFrame:
     return pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1; got {value!r}.")
-
-
 def _summary_line(summary: RunSummary) -> str:
     parts = [f"{summary.complete} complete", f"{summary.pruned} pruned", f"{summary.failed} failed"]
     if summary.interrupted:
@@ -760,10 +606,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def script_defaults(

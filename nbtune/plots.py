@@ -64,6 +64,7 @@ from nbtune._study_view import StudyView
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    from optuna.trial import FrozenTrial
 
 __all__ = [
     "EnvScoresInfo",
@@ -150,6 +151,21 @@ def _top_k_positions(view: StudyView, objective: int, k: int) -> np.ndarray:
         rows, keys = rows[part], keys[part]
     order = np.lexsort((rows, keys))  # rows ascend with trial numbers: ties go to the earliest
     return rows[order]
+
+
+def top_trials(view: StudyView, k: int, objective: int = 0) -> list[FrozenTrial]:
+    """The ``k`` best complete trials with finite values, best first (ties: the earliest).
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> study = optuna.create_study(study_name="top-demo", direction="maximize")
+        >>> study.add_trials([optuna.trial.create_trial(value=v) for v in (0.2, 0.9, 0.5)])
+        >>> [t.value for t in top_trials(StudyView.from_study(study), 2)]
+        [0.9, 0.5]
+    """
+    numbers = view.columns.number[_top_k_positions(view, objective, k)]
+    return [view.trial(int(n)) for n in numbers]
 
 
 # --------------------------------------------------------------------------------------------
