@@ -3,26 +3,44 @@
 The core is headless: ``import nbtune`` never imports ipywidgets, IPython or plotly; the
 notebook widget lives in ``nbtune.widgets`` and the charts' drawing functions in
 ``nbtune.plots``.
+
+Every error nbtune raises on purpose derives from :class:`NbtuneError`.
 """
 
+from nbtune._config import TunerConfig
+from nbtune._errors import (
+    ConfigError,
+    NbtuneError,
+    SpecMismatchError,
+    StorageUnavailableError,
+    StudyNotFoundError,
+    TuningError,
+)
 from nbtune._rescore import fork_study
-from nbtune._scheduler import TuningError
 from nbtune._scoring import interquartile_mean
+from nbtune._session import SessionEvent, TuningSession
 from nbtune._space import Param, SearchSpace
-from nbtune._spec import SpecMismatchError, StudySpec
+from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
 from nbtune._tuner import Tuner, trials_dataframe
 from nbtune._version import __version__
 from nbtune.examples import example_script
 
 __all__ = [
+    "ConfigError",
+    "NbtuneError",
     "Param",
     "SearchSpace",
+    "SessionEvent",
     "SpecMismatchError",
+    "StorageUnavailableError",
+    "StudyNotFoundError",
     "StudySpec",
     "StudyView",
     "Tuner",
+    "TunerConfig",
     "TuningError",
+    "TuningSession",
     "__version__",
     "example_script",
     "fork_study",

@@ -17,15 +17,18 @@ from typing import Any
 import optuna
 
 from nbtune._attrs import NORMALIZED_SCORES, RAW_SCORES, STUDY_SPEC
-from nbtune._budget import budget_state
 from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
 from nbtune._errors import NbtuneError
-from nbtune._results import best_trial, trial_config, trial_flags
+from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec
-from nbtune._storage import describe_storage, open_storage
-from nbtune._study_view import StudyView
+from nbtune._study_view import StudyView, list_studies
 from nbtune._tuner import Tuner
 from nbtune.plots import get_status_info, top_trials
+
+#: A worker sets only what belongs to its machine and process; the study defines the rest.
+_WORKER_SCOPES = (MACHINE, PROCESS)
+#: ... except these: the worker's own --storage/--study say which study it joins.
+_WORKER_OWN = ("storage", "study_name", "override_spec")
 
 
 class CLIError(NbtuneError):
@@ -102,19 +105,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """`nbtune worker`: join a study and work until its total is reached."""
-    overrides = flag_values(args, (MACHINE, PROCESS))
-    tuner = Tuner.from_study(args.storage, args.study, **overrides)
-    state = budget_state(tuner.study)
+    overrides = flag_values(args, _WORKER_SCOPES, exclude=_WORKER_OWN)
+    session = Tuner.from_study(args.storage, args.study, **overrides).session(
+        None, timeout=args.timeout
+    )
+    info = session.status()
+    where = StudyView.describe(args.storage)
     print(
-        f"nbtune worker: study {args.study!r} in {describe_storage(args.storage)}: "
-        f"{state.finished} of {state.total} trials finished",
+        f"nbtune worker: study {args.study!r} in {where}: "
+        f"{info.n_finished} of {info.total} trials finished",
         flush=True,
     )
-    summary = tuner.session(None, timeout=args.timeout).run()
-    state = budget_state(tuner.study)
+    summary = session.run()
+    info = session.status()
     print(
-        f"nbtune worker: done ({summary.finished} trials here); study at {state.finished} of "
-        f"{state.total}",
+        f"nbtune worker: done ({summary.finished} trials here); study at {info.n_finished} of "
+        f"{info.total}",
         flush=True,
     )
     return 0
@@ -148,12 +154,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     widget's status line (:func:`nbtune.plots.get_status_info`).
     """
     if args.study is None:
-        storage = open_storage(args.storage, must_exist=True, heartbeat_interval=None)
-        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-        if not summaries:
-            print(f"no study in {describe_storage(args.storage)}")
-        for s in summaries:
-            print(f"{s.study_name}\t{s.n_trials} trials")
+        studies = list_studies(args.storage)
+        if not studies:
+            print(f"no study in {StudyView.describe(args.storage)}")
+        for name, n_trials in studies:
+            print(f"{name}\t{n_trials} trials")
         return 0
     with StudyView(args.storage, args.study) as view:
         _print_summary(view, args.top)
@@ -201,18 +206,17 @@ def _print_summary(view: StudyView, top: int) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`nbtune export`: the best (or a given) trial's configuration as JSON."""
-    storage = open_storage(args.storage, must_exist=True, heartbeat_interval=None)
-    study = _load(storage, args.storage, args.study)
-    spec = _spec(study)
-    if args.trial is not None:
-        matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
-        if not matches:
-            raise CLIError(f"study {args.study!r} has no trial {args.trial}")
-        trial = matches[0]
-    else:
-        trial = best_trial(study)
-        if trial is None:
-            raise CLIError(f"study {args.study!r} has no completed trial yet")
+    with StudyView(args.storage, args.study) as view:
+        spec = None if view.spec is None else StudySpec.from_json(view.spec)
+        if args.trial is not None:
+            try:
+                trial = view.trial(args.trial)
+            except KeyError:
+                raise CLIError(f"study {args.study!r} has no trial {args.trial}") from None
+        else:
+            trial = view.best_trial
+            if trial is None:
+                raise CLIError(f"study {args.study!r} has no completed trial yet")
     out = {
         "study": args.study,
         "trial": trial.number,
@@ -234,23 +238,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------- helpers
-def _load(storage: Any, url: str, name: str) -> optuna.Study:
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [
-            s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        ]
-        raise CLIError(
-            f"no study {name!r} in {describe_storage(url)}; it has: {', '.join(names) or 'none'}"
-        ) from None
-
-
-def _spec(study: optuna.Study) -> StudySpec | None:
-    raw = study.user_attrs.get(STUDY_SPEC)
-    return None if raw is None else StudySpec.from_json(raw)
-
-
 def _mean(values: Sequence[float | None] | None) -> float | None:
     xs = [v for v in values or [] if v is not None]
     return sum(xs) / len(xs) if xs else None
@@ -272,7 +259,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _print_best(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
-    spec = _spec(study)
+    raw = study.user_attrs.get(STUDY_SPEC)
+    spec = None if raw is None else StudySpec.from_json(raw)
     print(f"best trial {best.number}: {best.value}")
     print("  " + shlex.join(trial_flags(best, spec)))
 
@@ -304,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", required=True)
     p.add_argument("--study", required=True)
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    add_config_flags(p, (MACHINE, PROCESS), exclude=("storage", "study_name", "override_spec"))
+    add_config_flags(p, _WORKER_SCOPES, exclude=_WORKER_OWN)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("enqueue", help="queue known configurations (baselines)")
@@ -335,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (NbtuneError, ValueError) as exc:
+    except (NbtuneError, ValueError, OSError) as exc:
         print(f"nbtune: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,6 +31,8 @@ Study user attributes:
 
 * ``nbtune:spec``: the stored study spec (JSON).
 * ``nbtune:spec_history``: earlier specs replaced with ``override_spec=True``, oldest first.
+* ``nbtune:parent``: in a fork (re-scored under new targets), the name of the study it was
+  forked from.
 """
 
 from __future__ import annotations
@@ -49,3 +51,4 @@ HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
 STUDY_SPEC = "nbtune:spec"
 STUDY_SPEC_HISTORY = "nbtune:spec_history"
+PARENT = "nbtune:parent"

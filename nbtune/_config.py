@@ -439,7 +439,7 @@ def _unknown_message(source: str, unknown: Sequence[str], known: set[str]) -> st
     parts = []
     for key in unknown:
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        parts.append(key + (f" (did you mean {close[0]!r}?)" if close else ""))
     return f"{source}: unknown field(s) {', '.join(parts)}; known: {', '.join(sorted(known))}"
 
 
@@ -492,7 +492,7 @@ def add_config_flags(
                 dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f.metadata["doc"],
+                help=f.metadata["doc"].replace("%", "%%"),
             )
         else:
             parser.add_argument(
@@ -500,16 +500,20 @@ def add_config_flags(
                 dest=f.name,
                 type=kind,
                 default=None,
-                help=f.metadata["doc"],
+                help=f.metadata["doc"].replace("%", "%%"),
                 metavar=f.name.upper(),
             )
 
 
-def flag_values(args: argparse.Namespace, scopes: Sequence[str]) -> dict[str, Any]:
+def flag_values(
+    args: argparse.Namespace, scopes: Sequence[str], exclude: Sequence[str] = ()
+) -> dict[str, Any]:
     """The config fields given as flags (those not given are left out)."""
     out = {}
     for f in config_fields():
-        if f.metadata["cli"] is not None and f.metadata["scope"] in scopes:
+        if f.metadata["cli"] is None or f.name in exclude:
+            continue
+        if f.metadata["scope"] in scopes:
             value = getattr(args, f.name, None)
             if value is not None:
                 out[f.name] = value

@@ -27,7 +27,7 @@ from nbtune._scoring import (
 )
 from nbtune._spec import StudySpec
 
-PARENT = "nbtune:parent"
+PARENT = _attrs.PARENT
 
 
 @dataclass(frozen=True)

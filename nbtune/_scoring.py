@@ -15,6 +15,8 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 
+from nbtune._errors import ConfigError
+
 Aggregation: TypeAlias = Literal["average", "median", "max", "min", "iqm"]
 AGGREGATIONS: tuple[str, ...] = ("average", "median", "max", "min", "iqm")
 
@@ -32,7 +34,8 @@ def check_target_scores(target_scores: object) -> dict[str, tuple[float, float] 
         A new dict with tuples of floats.
 
     Raises:
-        ValueError: On an empty mapping, a pair that is not two finite numbers, ``low == high``,
+        ValueError: On an empty mapping, a pair that is not two finite numbers, ``low == high``
+            (see :func:`check_target`),
             or a ``None`` target beside other environments.
 
     Example:
@@ -41,46 +44,61 @@ def check_target_scores(target_scores: object) -> dict[str, tuple[float, float] 
 
     """
     if not isinstance(target_scores, Mapping) or not target_scores:
-        raise ValueError(
+        raise ConfigError(
             "target_scores must be a non-empty dict of environment id to [low, high] "
             f"(or None for a single environment), got {target_scores!r}."
         )
     checked: dict[str, tuple[float, float] | None] = {}
     for env_id, target in target_scores.items():
         if not isinstance(env_id, str) or not env_id:
-            raise ValueError(
+            raise ConfigError(
                 f"target_scores: environment ids must be non-empty strings, got {env_id!r}."
             )
         if target is None:
             checked[env_id] = None
             continue
-        if isinstance(target, (str, bytes)) or not isinstance(target, Sequence) or len(target) != 2:
-            raise ValueError(
-                f"target_scores[{env_id!r}] must be a pair [low, high] or None, got {target!r}."
-            )
-        try:
-            low, high = float(target[0]), float(target[1])
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"target_scores[{env_id!r}] must hold two numbers, got {target!r}."
-            ) from None
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"target_scores[{env_id!r}] must be finite, got {target!r}.")
-        if low == high:
-            raise ValueError(
-                f"target_scores[{env_id!r}] has low == high == {low}: the normalized score "
-                "(x - low) / (high - low) would divide by zero. Give two different numbers, "
-                "for example the score of a random policy and of a good one."
-            )
-        checked[env_id] = (low, high)
+        checked[env_id] = check_target(env_id, target)
     if len(checked) > 1 and any(t is None for t in checked.values()):
         missing = [env for env, t in checked.items() if t is None]
-        raise ValueError(
+        raise ConfigError(
             f"target_scores: {missing} have no target (None), which is allowed only with a single "
             "environment: raw scores of different environments have different scales. "
             "Give every environment a [low, high] range."
         )
     return checked
+
+
+def check_target(env_id: str, target: object) -> tuple[float, float]:
+    """Validate one environment's ``[low, high]``: two finite, different numbers.
+
+    ``low > high`` is allowed: it normalizes a metric where lower is better (a loss, a time).
+    This is the one rule, used by the Tuner, config files, the CLI and the widget's editor.
+
+    Example:
+        >>> check_target("Pendulum-v1", [-1500, -150])
+        (-1500.0, -150.0)
+        >>> check_target("loss", [2.0, 0.1])  # lower is better
+        (2.0, 0.1)
+    """
+    if isinstance(target, (str, bytes)) or not isinstance(target, Sequence) or len(target) != 2:
+        raise ConfigError(
+            f"target_scores[{env_id!r}] must be a pair [low, high] or None, got {target!r}."
+        )
+    try:
+        low, high = float(target[0]), float(target[1])
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"target_scores[{env_id!r}] must hold two numbers, got {target!r}."
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"target_scores[{env_id!r}] must be finite, got {target!r}.")
+    if low == high:
+        raise ConfigError(
+            f"target_scores[{env_id!r}] has low == high == {low}: the normalized score "
+            "(x - low) / (high - low) would divide by zero. Give two different numbers, "
+            "for example the score of a random policy and of a good one."
+        )
+    return (low, high)
 
 
 def check_aggregation(aggregation: object) -> Aggregation:
@@ -91,7 +109,7 @@ def check_aggregation(aggregation: object) -> Aggregation:
 
     """
     if aggregation not in AGGREGATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"aggregation_type must be one of {', '.join(AGGREGATIONS)}; got {aggregation!r}."
         )
     return aggregation  # type: ignore[return-value]
@@ -126,7 +144,7 @@ def interquartile_mean(values: Sequence[float]) -> float:
     """
     x = np.sort(np.asarray(values, dtype=float))
     if x.size == 0:
-        raise ValueError("interquartile_mean of no values")
+        raise ConfigError("interquartile_mean of no values")
     cut = int(0.25 * x.size)
     return float(np.mean(x[cut : x.size - cut]))
 
@@ -141,7 +159,7 @@ def aggregate(values: Sequence[float], aggregation: Aggregation) -> float:
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
-        raise ValueError("aggregate of no values")
+        raise ConfigError("aggregate of no values")
     if aggregation == "average":
         return float(np.mean(x))
     if aggregation == "median":
@@ -152,7 +170,7 @@ def aggregate(values: Sequence[float], aggregation: Aggregation) -> float:
         return float(np.min(x))
     if aggregation == "iqm":
         return interquartile_mean(x)
-    raise ValueError(f"unknown aggregation {aggregation!r}")
+    raise ConfigError(f"unknown aggregation {aggregation!r}")
 
 
 def trial_value(

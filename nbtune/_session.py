@@ -120,8 +120,9 @@ class TuningSession:
             from nbtune._errors import SpecMismatchError
 
             raise SpecMismatchError(
-                f"study {tuner.config.study_name!r} averages {stored} seeds per trial; "
-                f"num_seeds={given} would make new values incomparable. Use "
+                f"study {tuner.config.study_name!r} averages {stored} seeds per trial "
+                f"(num_seeds: stored {stored}, given {given}): new values would be incomparable. "
+                "Use "
                 f"num_seeds={stored}, or another study_name."
             )
         return given if given is not None else stored if stored is not None else 1

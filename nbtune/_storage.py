@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs
 from nbtune._budget import QUEUED_MARKS
+from nbtune._errors import StorageUnavailableError
 
 DEFAULT_STORAGE = "sqlite:///cleanrl_hpopt.db"
 #: Seconds a storage call keeps retrying while the database is unreachable.
@@ -53,10 +54,6 @@ _CREATE_TOKEN = "nbtune:create_token"
 _PASSWORD_IN_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?#]*):[^?#]*@")
 _PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[&;])(?:password|passwd|pwd)=)[^&;#]*")
 T = TypeVar("T")
-
-
-class StorageUnavailableError(RuntimeError):
-    """The database cannot be reached: when opening it, or for longer than the retry window."""
 
 
 def redact_url(url: str) -> str:

@@ -43,6 +43,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs
+from nbtune._errors import StudyNotFoundError
 from nbtune._storage import describe_storage, redact_url, resolve_storage_url
 
 __all__ = [
@@ -145,10 +146,6 @@ def _unwrap_rdb(storage: BaseStorage) -> RDBStorage | None:
     if isinstance(backend, RDBStorage) and type(storage).__name__ == "_CachedStorage":
         return backend
     return None
-
-
-class StudyNotFoundError(LookupError):
-    """The storage has no study of that name (the message lists the studies it has)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -726,6 +723,11 @@ class StudyView:
         """
         return cls(study._storage, study.study_name, refresh=refresh)
 
+    @staticmethod
+    def describe(storage: str | os.PathLike[str] | BaseStorage) -> str:
+        """How a storage is named in output: its URL or path with any password hidden."""
+        return describe_storage(storage)
+
     def _resolve_name(self, study_name: str | None) -> str:
         if study_name is not None:
             try:
@@ -966,3 +968,14 @@ class StudyView:
         """How many trials are in each state (every state present, zeros included)."""
         counts = np.bincount(self._columns.state[: self._columns.size], minlength=len(TrialState))
         return {state: int(counts[int(state)]) for state in TrialState}
+
+
+def list_studies(storage: str | os.PathLike[str] | BaseStorage) -> list[tuple[str, int]]:
+    """The studies of a storage as ``(name, number of trials)``, without creating anything.
+
+    Raises:
+        FileNotFoundError: The SQLite or journal file does not exist.
+    """
+    opened = open_storage_for_reading(storage)
+    summaries = optuna.get_all_study_summaries(opened, include_best_trial=False)
+    return [(s.study_name, s.n_trials) for s in summaries]

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 import nbtune
 from nbtune import SpecMismatchError
 from nbtune._budget import budget_state
+from nbtune._spec import SPEC_VERSION
 from nbtune._storage import open_storage, record_heartbeat
 
 TOY = Path(__file__).parent / "scripts" / "toy_train.py"
@@ -38,7 +39,7 @@ def test_the_spec_is_stored_with_the_study(make_tuner):
     )
     tuner.tune(num_trials=1, num_seeds=2)
     spec = json.loads(tuner.study.user_attrs["nbtune:spec"])
-    assert spec["version"] == 1
+    assert spec["version"] == SPEC_VERSION
     assert spec["metric"] == "charts/episodic_return"
     assert spec["targets"] == {"EnvA": [0.0, 100.0], "EnvB": [-100.0, 0.0]}
     assert spec["num_seeds"] == 2

@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from nbtune._scoring import AGGREGATIONS
+from nbtune._scoring import AGGREGATIONS, check_target
 from nbtune._space import Param, SearchSpace
 from nbtune.widgets._literal import FieldError, choices, literal, number, optional_number, show
 from nbtune.widgets._render import message_html
@@ -68,8 +68,10 @@ class _TargetRow:
             return env, None  # the raw metric (one environment only)
         low = number(self.low.value, "low")
         high = number(self.high.value, "high")
-        if low >= high:
-            raise FieldError(f"low ({low}) must be below high ({high})")
+        try:
+            check_target(env, [low, high])  # the core's rule: low != high, both finite
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
         return env, [float(low), float(high)]
 
     def set_disabled(self, disabled: bool) -> None:

@@ -40,12 +40,12 @@ import traitlets
 from optuna.trial import FrozenTrial
 
 from nbtune import plots
-from nbtune._budget import budget_state
-from nbtune._rescore import PARENT, fork_study
+from nbtune._attrs import PARENT
 from nbtune._results import trial_config, trial_flags
 from nbtune._scoring import AGGREGATIONS
+from nbtune._session import SessionEvent, TuningSession
 from nbtune._space import SearchSpace
-from nbtune._spec import SpecMismatchError, StudySpec
+from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
 from nbtune._tuner import Tuner
 from nbtune.widgets import _render
@@ -152,11 +152,12 @@ class TunerWidget(traitlets.HasTraits):
                 "existing study, use TunerWidget.watch(storage, study_name)."
             )
         super().__init__()
-        tuner.verbose = False  # the panel shows progress; nothing prints from threads
-        tuner.progress_bar = False
-        study = tuner.study  # creates or continues the study (refuses a mismatched one)
-        view = StudyView(tuner.storage, study.study_name)
-        self._setup(tuner, view, num_trials, num_seeds, timeout, refresh_interval)
+        # The panel shows progress; nothing prints from threads.
+        tuner = tuner.replace(verbose=False, progress_bar=False)
+        # Opens the study (refusing a mismatched one) and settles the seeds with it.
+        session = TuningSession(tuner, num_trials, num_seeds, timeout=timeout)
+        view = StudyView(tuner.storage, session.study_name)
+        self._setup(session, view, num_trials, refresh_interval)
 
     @classmethod
     def watch(
@@ -183,7 +184,7 @@ class TunerWidget(traitlets.HasTraits):
         view = StudyView(storage, study_name)
         self = cls.__new__(cls)
         traitlets.HasTraits.__init__(self)
-        self._setup(None, view, 10, None, None, refresh_interval)
+        self._setup(None, view, 10, refresh_interval)
         return self
 
     # ----------------------------------------------------------------------------------------
@@ -191,26 +192,18 @@ class TunerWidget(traitlets.HasTraits):
     # ----------------------------------------------------------------------------------------
     def _setup(
         self,
-        tuner: Tuner | None,
+        session: TuningSession | None,
         view: StudyView,
         num_trials: int,
-        num_seeds: int | None,
-        timeout: float | None,
         refresh_interval: float,
     ) -> None:
         if not refresh_interval > 0:
             raise ValueError(f"refresh_interval must be positive, got {refresh_interval!r}.")
         self._lock = threading.RLock()
-        self._tuner = tuner
+        self._session = session
         self._view = view
-        self._timeout = timeout
         self._refresh_interval = float(refresh_interval)
         self._syncing = False  # set while the widget itself sets traits (no re-apply)
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
-        self._pause_event = threading.Event()
-        self._exception: BaseException | None = None
-        self._started_once = False
         self._refresher: threading.Thread | None = None
         self._closed = threading.Event()
         self._shown_in: int | None = None
@@ -221,19 +214,11 @@ class TunerWidget(traitlets.HasTraits):
         self._build_panel()
         with self._syncing_traits():
             self.num_trials = num_trials
-            if num_seeds is None and tuner is not None:
-                num_seeds = tuner.num_seeds
-            self.num_seeds = num_seeds
+            self.num_seeds = session.num_seeds if session is not None else None
             self._read_spec()  # sets num_seeds from the study, if it has stored them
-            if num_seeds is not None and self.num_seeds != num_seeds:
-                raise SpecMismatchError(
-                    f"study {self.study_name!r} averages {self.num_seeds} seeds per trial; "
-                    f"num_seeds={num_seeds} would make new values incomparable. Use "
-                    f"num_seeds={self.num_seeds}, or another study_name."
-                )
-            if self.num_seeds is None and tuner is not None:
-                self.num_seeds = 1
-            self.state = "idle" if tuner is not None else "watching"
+            self.state = "idle" if session is not None else "watching"
+        if session is not None:
+            session.subscribe(self._on_session_event)
         self._on_state({"new": self.state})
         self.refresh()
 
@@ -332,8 +317,9 @@ class TunerWidget(traitlets.HasTraits):
         # Editors
         self._targets_editor = TargetsEditor(self._apply_targets_from_editor)
         reserved = []
-        if self._tuner is not None:
-            reserved = [self._tuner.env_flag, self._tuner.seed_flag]
+        if self._session is not None:
+            config = self._session.tuner.config
+            reserved = [config.env_flag, config.seed_flag]
         self._space_editor = SpaceEditor(self._apply_space_from_editor, reserved)
         self._space_note = W.HTML()
         self._editors = W.Accordion(
@@ -399,12 +385,17 @@ class TunerWidget(traitlets.HasTraits):
     @property
     def tuner(self) -> Tuner | None:
         """The Tuner of the study shown (a new one after an edit), or ``None`` when watching."""
-        return self._tuner
+        return None if self._session is None else self._session.tuner
+
+    @property
+    def session(self) -> TuningSession | None:
+        """The run controller the panel drives, or ``None`` when watching."""
+        return self._session
 
     @property
     def study(self) -> optuna.Study | None:
         """The Optuna study being run, or ``None`` when watching."""
-        return None if self._tuner is None else self._tuner.study
+        return None if self._session is None else self._session.study
 
     @property
     def figures(self) -> dict[str, go.Figure]:
@@ -458,119 +449,58 @@ class TunerWidget(traitlets.HasTraits):
         Raises:
             RuntimeError: When already running, or when watching (read-only).
         """
-        self._launch(add=not self._started_once, paused=False)
-
-    def _launch(self, *, add: bool, paused: bool) -> None:
-        with self._lock:
-            if self._tuner is None:
-                raise RuntimeError("this widget watches a study read-only: it cannot run it.")
-            if self._thread is not None and self._thread.is_alive():
-                raise RuntimeError(f"the study is {self.state} already; stop it first.")
-            tuner = self._tuner
-            self._stop_event = threading.Event()
-            self._pause_event = threading.Event()
-            if paused:
-                self._pause_event.set()
-            self._exception = None
-            self._started_once = True
-            thread = threading.Thread(
-                target=self._run,
-                args=(
-                    tuner,
-                    add,
-                    self.num_trials,
-                    self.num_seeds,
-                    self._timeout,
-                    self._stop_event,
-                    self._pause_event,
-                    current_parent(),
-                ),
-                name="nbtune-tuning",
-                daemon=True,
-            )
-            self._thread = thread
-            self.error = ""
-            self.state = "paused" if paused else "running"
-            self._log("started" if not paused else "started (paused)")
-            thread.start()
+        session = self._require_session("run it")
+        self.error = ""
+        parent = current_parent()
+        session.start(thread_setup=lambda: bind_thread_output(parent))
         self._ensure_refresher()
 
-    def _run(
-        self,
-        tuner: Tuner,
-        add: bool,
-        num_trials: int,
-        num_seeds: int | None,
-        timeout: float | None,
-        stop: threading.Event,
-        pause: threading.Event,
-        parent: dict[str, Any] | None,
-    ) -> None:
-        """The tuning thread: reserve the trials, then work on the study until done or stopped."""
-        bind_thread_output(parent)
-        exception: BaseException | None = None
-        try:
-            if add:
-                tuner.reserve(num_trials, num_seeds)
-            else:
-                # Finish what is left of the budget (after a stop, or in a fork that holds no
-                # reservations yet); add num_trials when nothing is left.
-                state = budget_state(tuner.study)
-                if state.total is None or state.reached:
-                    tuner.reserve(num_trials, num_seeds)
-                elif state.total - state.finished > state.running + state.waiting:
-                    tuner.reserve(state.total - state.finished, num_seeds)
-            if not stop.is_set():
-                tuner.work(timeout=timeout, stop_event=stop, pause_event=pause)
-        except BaseException as exc:  # surfaced in the panel and raised by wait()
-            exception = exc
-        self._finish_run(exception, stop.is_set())
+    def _on_session_event(self, event: SessionEvent) -> None:
+        """Mirror the session in the panel: its state, log lines, errors, study changes."""
+        if event.kind == "state":
+            state = event.data["state"]
+            if state in ("stopped", "finished", "error"):
+                with contextlib.suppress(Exception):
+                    self.refresh()  # the last trials first, then the run's end
+            with self._lock:
+                self.state = state
+        elif event.kind == "log":
+            self._log(event.data["line"])
+        elif event.kind == "error":
+            with self._lock:
+                self.error = _describe(event.data["error"])
+        elif event.kind == "study":
+            self._follow_study()
 
-    def _finish_run(self, exception: BaseException | None, stopped: bool) -> None:
-        with contextlib.suppress(Exception):
-            self.refresh()  # the last trials first, then the run's end
+    def _follow_study(self) -> None:
+        """Show the study the session now runs (a fork after a target edit, or a new space)."""
+        assert self._session is not None
         with self._lock:
-            self._exception = exception
-            if exception is not None:
-                self.error = _describe(exception)
-                self.state = "error"
-                self._log(f"error: {type(exception).__name__}: {exception}")
-            elif stopped:
-                self.state = "stopped"
-                self._log("stopped")
-            else:
-                self.state = "finished"
-                self._log("finished")
+            name = self._session.study_name
+            if name != self._view.study_name:
+                self._view = StudyView(self._session.tuner.storage, name)
+                self._first_refresh = True
+            with self._syncing_traits():
+                self._read_spec()
+        self.refresh()
 
     def stop(self) -> None:
         """Stop the study: running experiments end, their trials are failed (none stays RUNNING).
 
         Returns at once; :meth:`wait` waits until the tuning thread has cleaned up.
         """
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                return
-            self._stop_event.set()
-            if self.state in ("running", "paused"):
-                self.state = "stopping"
+        if self._session is not None:
+            self._session.stop()
 
     def pause(self) -> None:
         """Freeze running experiments (SIGSTOP) and start none until :meth:`resume`."""
-        with self._lock:
-            if self.state != "running":
-                return
-            self._pause_event.set()
-            self.state = "paused"
-            self._log("paused")
+        if self._session is not None:
+            self._session.pause()
 
     def resume(self) -> None:
         """Continue after :meth:`pause`."""
-        with self._lock:
-            if self.state != "paused":
-                return
-            self._pause_event.clear()
-            self.state = "running"
-            self._log("resumed")
+        if self._session is not None:
+            self._session.resume()
 
     def _toggle_pause(self) -> None:
         if self.state == "paused":
@@ -594,27 +524,12 @@ class TunerWidget(traitlets.HasTraits):
             TimeoutError: The thread still runs after ``timeout`` seconds.
             Exception: Whatever stopped the tuning thread (e.g. :class:`nbtune.TuningError`).
         """
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                raise TimeoutError(f"the study is still {self.state} after {timeout} s.")
-        self.refresh()
-        if self._exception is not None:
-            raise self._exception
+        try:
+            if self._session is not None:
+                self._session.wait(timeout)
+        finally:
+            self.refresh()
         return self.best_trial
-
-    def _halt(self) -> str | None:
-        """Stop a run before changing the study; return how to go on ("running", "paused")."""
-        with self._lock:
-            thread = self._thread
-            if thread is None or not thread.is_alive():
-                return None
-            mode = "paused" if self._pause_event.is_set() else "running"
-            self._stop_event.set()
-            self.state = "stopping"
-        thread.join()  # without the lock: the thread takes it to finish
-        return mode
 
     # ----------------------------------------------------------------------------------------
     # Enqueueing
@@ -624,16 +539,12 @@ class TunerWidget(traitlets.HasTraits):
 
         It counts in the budget, as ``Tuner.enqueue``; parameters left out are sampled.
         """
-        tuner = self._require_tuner("enqueue")
-        tuner.enqueue(params)
-        self._log(f"enqueued {dict(params)}")
+        self._require_session("enqueue").enqueue(params)
         self.refresh()
 
     def enqueue_defaults(self) -> dict[str, Any]:
         """Queue the script's own defaults (read from its ``--help``); return them."""
-        tuner = self._require_tuner("enqueue")
-        defaults = tuner.enqueue_defaults()
-        self._log(f"enqueued the script's defaults {defaults}")
+        defaults = self._require_session("enqueue").enqueue_defaults()
         self.refresh()
         return defaults
 
@@ -642,10 +553,10 @@ class TunerWidget(traitlets.HasTraits):
         self.enqueue(params)
         self._enqueue_text.value = ""
 
-    def _require_tuner(self, what: str) -> Tuner:
-        if self._tuner is None:
+    def _require_session(self, what: str) -> TuningSession:
+        if self._session is None:
             raise RuntimeError(f"this widget watches a study read-only: it cannot {what}.")
-        return self._tuner
+        return self._session
 
     # ----------------------------------------------------------------------------------------
     # Editing: targets (re-score into a fork) and search space (new trials)
@@ -659,11 +570,6 @@ class TunerWidget(traitlets.HasTraits):
             checked = check_target_scores(value)
         except ValueError as exc:
             raise traitlets.TraitError(str(exc)) from None
-        for env, target in checked.items():
-            if target is not None and target[0] >= target[1]:
-                raise traitlets.TraitError(
-                    f"target_scores[{env!r}]: low ({target[0]}) must be below high ({target[1]})."
-                )
         return {env: None if t is None else [t[0], t[1]] for env, t in checked.items()}
 
     @traitlets.validate("aggregation")
@@ -720,70 +626,12 @@ class TunerWidget(traitlets.HasTraits):
             raise
 
     def _rescore(self, targets: dict[str, list[float] | None], aggregation: str) -> None:
-        tuner = self._require_tuner("change the targets")
-        known = set((self._view.spec or {}).get("targets") or {})
-        unknown = sorted(set(targets) - known)
-        if unknown:
-            raise ValueError(
-                f"{', '.join(unknown)} never ran in this study, so its trials cannot be "
-                f"re-scored for it (environments run: {', '.join(sorted(known))}). Start a new "
-                "study (another study_name) to add environments."
-            )
-        resume = self._halt()
-        try:
-            fork = fork_study(tuner.study, target_scores=targets, aggregation_type=aggregation)
-            new = _rebuild(
-                tuner,
-                study_name=fork.study_name,
-                target_scores=targets,
-                aggregation_type=aggregation,
-                runs_dir=tuner.runs_dir / fork.study_name,
-                num_seeds=self.num_seeds,
-            )
-            new.study  # noqa: B018  (opens the fork: its spec matches)
-        except Exception:
-            if resume is not None:
-                self._launch(add=False, paused=resume == "paused")
-            raise
-        copied = len(fork.get_trials(deepcopy=False))
-        with self._lock:
-            parent = tuner.study_name
-            self._tuner = new
-            self._view = StudyView(new.storage, fork.study_name)
-            self._first_refresh = True
-            with self._syncing_traits():
-                self._read_spec()
-            self._log(
-                f"targets {targets}, {aggregation}: {copied} finished trials of {parent!r} "
-                f"re-scored into {fork.study_name!r}"
-            )
-        self.refresh()
-        if resume is not None:
-            self._launch(add=False, paused=resume == "paused")
+        self._require_session("change the targets").retarget(targets, aggregation)
 
     def _apply_space(self, space: dict[str, Any] | None) -> None:
-        tuner = self._require_tuner("change the search space")
         if space is None:
             raise ValueError("space: give a search space (a dict, as SearchSpace.to_dict()).")
-        resume = self._halt()
-        try:
-            new = _rebuild(
-                tuner,
-                params_fn=SearchSpace.from_dict(space),
-                override_spec=True,
-                num_seeds=self.num_seeds,
-            )
-            new.study  # noqa: B018  (stores the new spec, keeps the old one in its history)
-        except Exception:
-            if resume is not None:
-                self._launch(add=False, paused=resume == "paused")
-            raise
-        with self._lock:
-            self._tuner = new
-            self._log(f"search space applied to new trials: {space}")
-        self.refresh()
-        if resume is not None:
-            self._launch(add=False, paused=resume == "paused")
+        self._require_session("change the search space").respace(space)
 
     def _apply_targets_from_editor(
         self, targets: dict[str, list[float] | None], aggregation: str
@@ -828,8 +676,9 @@ class TunerWidget(traitlets.HasTraits):
         if spec.get("aggregation") in AGGREGATIONS:
             self.aggregation = spec["aggregation"]
         space = spec.get("space")
-        if self._tuner is not None and self._tuner.space is not None:
-            space = self._tuner.space.to_dict()  # in the order flags are passed (JSON sorts)
+        tuner = self.tuner
+        if tuner is not None and tuner.config.space is not None:
+            space = tuner.config.space.to_dict()  # in the order flags are passed (JSON sorts)
         self.space = space if isinstance(space, Mapping) else None
         seeds = spec.get("num_seeds")
         if isinstance(seeds, int) and seeds >= 1:
@@ -847,7 +696,7 @@ class TunerWidget(traitlets.HasTraits):
             self._space_editor.box.layout.display = "none"
         has_targets = bool(self.targets)
         self._targets_editor.box.layout.display = "" if has_targets else "none"
-        read_only = self._tuner is None
+        read_only = self._session is None
         self._targets_editor.set_disabled(read_only)
         self._space_editor.set_disabled(read_only)
         if not has_targets and self.space is None:
@@ -900,12 +749,16 @@ class TunerWidget(traitlets.HasTraits):
 
     @traitlets.observe("num_trials")
     def _on_num_trials(self, change: Any) -> None:
+        if getattr(self, "_session", None) is not None:
+            self._session.num_trials = change["new"]
         with self._lock:
             if self._trials_input.value != change["new"]:
                 self._trials_input.value = change["new"]
 
     @traitlets.observe("num_seeds")
     def _on_num_seeds(self, change: Any) -> None:
+        if getattr(self, "_session", None) is not None and change["new"] is not None:
+            self._session.num_seeds = change["new"]
         with self._lock:
             value = change["new"] if change["new"] is not None else 1
             if self._seeds_input.value != value:
@@ -1074,49 +927,6 @@ def _params_literal(text: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"enqueue: give a dict of flag name to value, got {stripped!r}.")
     return value
-
-
-def _rebuild(tuner: Tuner, **changes: Any) -> Tuner:
-    """A Tuner like ``tuner`` (from its public attributes) with some arguments changed."""
-    kwargs: dict[str, Any] = {
-        "script": tuner.script,
-        "metric": tuner.metric,
-        "target_scores": {
-            k: None if v is None else list(v) for k, v in tuner.target_scores.items()
-        },
-        "params_fn": tuner.params_fn,
-        "direction": tuner.direction,
-        "aggregation_type": tuner.aggregation_type,
-        "metric_last_n_average_window": tuner.metric_last_n_average_window,
-        "sampler": tuner.sampler,
-        "pruner": tuner.pruner,
-        "storage": tuner.storage,
-        "study_name": tuner.study_name,
-        "wandb_kwargs": tuner.wandb_kwargs or None,
-        "num_seeds": tuner.num_seeds,
-        "interpreter": tuner.interpreter,
-        "runs_dir": tuner.runs_dir,
-        "env": tuner.env,
-        "experiment_timeout": tuner.experiment_timeout,
-        "max_consecutive_failures": tuner.max_consecutive_failures,
-        "heartbeat_interval": tuner.heartbeat_interval,
-        "env_flag": tuner.env_flag,
-        "seed_flag": tuner.seed_flag,
-        "keep_runs": tuner.keep_runs,
-        "n_slots": tuner.n_slots,
-        "reporting": tuner.reporting,
-        "checkpoints": tuner.checkpoints,
-        "progress_flag": tuner.progress_flag,
-        "slot_env": tuner.slot_env,
-        "memory_per_experiment": tuner.memory_per_experiment,
-        "progress_bar": False,
-        "override_spec": False,
-        "verbose": False,
-    }
-    kwargs.update(changes)
-    if kwargs["num_seeds"] is None:
-        kwargs["num_seeds"] = tuner.num_seeds
-    return Tuner(**kwargs)
 
 
 __all__ = ["TunerWidget"]

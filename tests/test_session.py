@@ -1,0 +1,239 @@
+"""TuningSession, the run controller, driven headless: every control, without ipywidgets.
+
+Each scenario runs in a fresh interpreter in which the notebook stack (ipywidgets, IPython,
+plotly, traitlets, anywidget) cannot be imported, as on a machine without them, and prints what
+it observed as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from _support import TOY
+
+PRELUDE = """
+import json, sys, time
+for name in ("ipywidgets", "IPython", "plotly", "traitlets", "anywidget"):
+    sys.modules[name] = None  # importing it raises ImportError, as if not installed
+import optuna
+import nbtune
+from optuna.trial import TrialState
+
+def make(tmp, **kwargs):
+    options = dict(
+        script={toy!r},
+        metric="charts/episodic_return",
+        target_scores={{"EnvA": [0, 100], "EnvB": [-100, 0]}},
+        params_fn={{
+            "learning-rate": {{"type": "float", "low": 1e-5, "high": 1e-1, "log": True}},
+            "total-timesteps": 1000,
+        }},
+        metric_last_n_average_window=5,
+        storage=f"sqlite:///{{tmp}}/study.db",
+        study_name="s",
+        runs_dir=f"{{tmp}}/runs",
+        pruner=optuna.pruners.NopPruner(),
+        n_slots=1,
+        verbose=False,
+    )
+    options.update(kwargs)
+    return nbtune.Tuner(**options)
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+events = []
+def record(event):
+    events.append([event.kind, {{k: str(v) for k, v in event.data.items()}}])
+
+def states(study):
+    return [t.state.name for t in study.get_trials(deepcopy=False)]
+"""
+
+
+REPORT = """
+result["heavy"] = [m for m in ("ipywidgets", "IPython", "plotly") if sys.modules.get(m)]
+print(json.dumps(result))
+"""
+
+
+def run_headless(tmp_path: Path, body: str) -> dict[str, Any]:
+    code = PRELUDE.format(toy=str(TOY)) + textwrap.dedent(body) + REPORT
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result.pop("heavy") == [], "the notebook stack was imported"
+    return result
+
+
+def test_start_wait_and_the_events_a_view_sees(tmp_path):
+    result = run_headless(
+        tmp_path,
+        """
+        tmp = sys.argv[1]
+        session = make(tmp).session(num_trials=2, num_seeds=1)
+        session.subscribe(record)
+        session.start()
+        best = session.wait(120)
+        info = session.status()
+        result = {
+            "state": session.state,
+            "events": events,
+            "best": best.number if best else None,
+            "finished": info.n_finished,
+            "total": info.total,
+            "trial_states": states(session.study),
+        }
+        """,
+    )
+    assert result["state"] == "finished"
+    kinds = [(kind, data.get("state")) for kind, data in result["events"] if kind == "state"]
+    assert kinds == [("state", "running"), ("state", "finished")]
+    assert ["log", {"line": "started"}] in result["events"]
+    assert (result["finished"], result["total"]) == (2, 2)
+    assert result["trial_states"] == ["COMPLETE", "COMPLETE"]
+    assert result["best"] in (0, 1)
+
+
+def test_pause_resume_and_stop_leave_nothing_running(tmp_path):
+    result = run_headless(
+        tmp_path,
+        """
+        tmp = sys.argv[1]
+        tuner = make(tmp, params_fn={
+            "learning-rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+            "total-timesteps": 1000, "sleep": 1.0,
+        })
+        session = tuner.session(num_trials=20, num_seeds=1)
+        session.subscribe(record)
+        session.start()
+        wait_for(lambda: "RUNNING" in states(session.study))
+        session.pause()
+        paused = session.state
+        time.sleep(1.5)
+        session.resume()
+        resumed = session.state
+        wait_for(lambda: "COMPLETE" in states(session.study))
+        session.stop()
+        stopping = session.state
+        session.wait(120)
+        result = {
+            "paused": paused, "resumed": resumed, "stopping": stopping,
+            "state": session.state, "trial_states": states(session.study),
+            "logs": [data["line"] for kind, data in events if kind == "log"],
+        }
+        """,
+    )
+    assert (result["paused"], result["resumed"], result["stopping"]) == (
+        "paused",
+        "running",
+        "stopping",
+    )
+    assert result["state"] == "stopped"
+    assert "RUNNING" not in result["trial_states"]
+    assert "COMPLETE" in result["trial_states"]
+    assert len(result["trial_states"]) < 20  # it stopped early
+    assert result["logs"][:3] == ["started", "paused", "resumed"]
+    assert result["logs"][-1] == "stopped"
+
+
+def test_retarget_forks_and_continues_respace_and_enqueue_apply_to_new_trials(tmp_path):
+    result = run_headless(
+        tmp_path,
+        """
+        tmp = sys.argv[1]
+        session = make(tmp).session(num_trials=2, num_seeds=1)
+        session.subscribe(record)
+        session.run()  # in this thread, as the CLI does
+        parent_values = [t.value for t in session.study.trials]
+        line = session.retarget({"EnvA": [0, 50], "EnvB": [-100, 0]}, "min")
+        fork = session.study
+        fork_values = [t.value for t in fork.trials]
+        session.respace({
+            "learning-rate": {"type": "float", "low": 1e-3, "high": 2e-3, "log": True},
+            "total-timesteps": 1000,
+        })
+        session.enqueue({"learning-rate": 1.5e-3})
+        session.start()
+        session.wait(120)
+        trials = session.study.trials
+        result = {
+            "line": line,
+            "study": session.study_name,
+            "parent_values": parent_values,
+            "fork_values": fork_values,
+            "new_lrs": [t.params["learning-rate"] for t in trials[2:]],
+            "n": len(trials),
+            "study_events": [d["study_name"] for k, d in events if k == "study"],
+            "spec_space_low": json.loads(session.study.user_attrs["nbtune:spec"])["space"][
+                "learning-rate"]["low"],
+        }
+        """,
+    )
+    assert result["study"] == "s.r1"
+    assert result["line"].startswith("re-scored 2 finished trials of 's' into 's.r1'")
+    # min over environments, with EnvA normalized against [0, 50]: the worse of the two is EnvB
+    assert all(
+        f <= p + 1e-12 for f, p in zip(result["fork_values"], result["parent_values"], strict=False)
+    )
+    assert result["study_events"] == ["s.r1", "s.r1"]  # the fork, then the new space
+    assert result["n"] == 4  # the finished budget was reached: a start adds num_trials
+    assert result["new_lrs"][0] == 1.5e-3  # the enqueued configuration runs first
+    assert all(1e-3 <= lr <= 2e-3 for lr in result["new_lrs"])
+    assert result["spec_space_low"] == 1e-3
+
+
+def test_an_error_ends_the_run_and_is_raised_by_wait(tmp_path):
+    result = run_headless(
+        tmp_path,
+        """
+        tmp = sys.argv[1]
+        tuner = make(tmp, params_fn={"total-timesteps": 1000, "mode": "crash"},
+                     max_consecutive_failures=2)
+        session = tuner.session(num_trials=5, num_seeds=1)
+        session.subscribe(record)
+        session.start()
+        try:
+            session.wait(120)
+            raised = None
+        except nbtune.TuningError as exc:
+            raised = str(exc)
+        result = {"state": session.state, "raised": raised,
+                  "errors": [d["error"] for k, d in events if k == "error"]}
+        """,
+    )
+    assert result["state"] == "error"
+    assert result["raised"] and "in a row" in result["raised"]
+    assert result["errors"] == [result["raised"]]
+
+
+def test_bad_session_arguments_are_refused_before_anything_runs(make_tuner):
+    import pytest
+
+    import nbtune
+
+    tuner = make_tuner()
+    for kwargs, words in (
+        ({"num_trials": 0}, "num_trials must be"),
+        ({"num_seeds": -1}, "num_seeds must be"),
+        ({"timeout": 0}, "timeout must be"),
+    ):
+        with pytest.raises(nbtune.ConfigError, match=words):
+            tuner.session(**kwargs)
+    with pytest.raises(nbtune.ConfigError, match="never ran in this study"):
+        tuner.session(num_trials=1, num_seeds=1).retarget({"EnvC": [0, 1]})
