@@ -159,7 +159,7 @@ def test_live_plot_sends_the_whole_figure_and_plotly_js_on_request(monkeypatch):
 
 def test_target_editor_shows_errors_beside_fields_and_applies_nothing(make_widget, tmp_path):
     widget = make_widget()
-    editor = widget._targets_editor
+    editor = widget._panel.targets_editor
     spec_before = widget.study.user_attrs["nbtune:spec"]
     env_a, env_b = editor.rows
     assert (env_a.env.value, env_a.low.value, env_a.high.value) == ("EnvA", "0.0", "100.0")
@@ -202,7 +202,7 @@ def test_space_editor_shows_errors_beside_fields_and_applies_nothing(make_widget
     widget = make_widget(
         params_fn=_space(**{"num-minibatches": {"type": "int", "low": 1, "high": 8}})
     )
-    editor = widget._space_editor
+    editor = widget._panel.space_editor
     spec_before = widget.study.user_attrs["nbtune:spec"]
     lr, steps, minibatches = editor.rows
     assert (lr.kind.value, lr.low.value, lr.high.value, lr.log.value) == (
@@ -243,7 +243,7 @@ def test_space_editor_shows_errors_beside_fields_and_applies_nothing(make_widget
 
 def test_figures_show_the_storage_and_a_target_edit_rescores_every_trial(make_widget):
     widget = make_widget(num_trials=3)
-    widget._start_button.click()
+    widget._panel.start_button.click()
     assert widget.state == "running"
     best = widget.wait(120)
     assert widget.state == "finished"
@@ -253,10 +253,10 @@ def test_figures_show_the_storage_and_a_target_edit_rescores_every_trial(make_wi
     assert best.number == max(trials, key=lambda t: t.value).number
     _check_figures(widget, parent)
     assert widget.status.startswith("3/3 finished: 3 complete")
-    assert "trial 2 complete" in widget._log_html.value
+    assert "trial 2 complete" in widget._panel.log_html.value
 
     # Doubling EnvA's range halves its normalized score; "min" then picks it everywhere.
-    editor = widget._targets_editor
+    editor = widget._panel.targets_editor
     editor.rows[0].high.value = "200"
     editor.aggregation.value = "min"
     editor.apply.click()
@@ -272,7 +272,7 @@ def test_figures_show_the_storage_and_a_target_edit_rescores_every_trial(make_wi
         expected = min(raw["EnvA"][0] / 200, (raw["EnvB"][0] + 100) / 100)
         assert new.value == pytest.approx(expected)
     _check_figures(widget, fork)
-    assert "re-scored from" in widget._header.value
+    assert "re-scored from" in widget._panel.header.value
     assert widget.state == "finished"  # nothing ran: nothing restarted
 
 
@@ -311,14 +311,14 @@ def _check_figures(widget: TunerWidget, study: optuna.Study) -> None:
             )
     assert best.number in curves
 
-    table = widget._table.value
+    table = widget._panel.table.value
     for trial in trials:
         assert f'data-number="{trial.number}"' in table
     spec = StudySpec.from_json(study.user_attrs["nbtune:spec"])
     assert widget.best_command == shlex.join(trial_flags(best, spec))
     assert widget.best_params == trial_config(best, spec)
-    assert widget._copy_command.text == widget.best_command
-    assert "learning-rate" in widget._copy_dict.text
+    assert widget._panel.copy_command.text == widget.best_command
+    assert "learning-rate" in widget._panel.copy_dict.text
 
 
 def test_a_target_edit_during_a_run_continues_in_the_fork(make_widget):
@@ -353,18 +353,18 @@ def test_stop_leaves_no_trial_running_and_start_finishes_the_budget(make_widget)
     )
     widget.start()
     running = wait_for(lambda: _running_trial(widget), what="a running trial")
-    assert not widget._stop_button.disabled and widget._start_button.disabled
-    widget._stop_button.click()
+    assert not widget._panel.stop_button.disabled and widget._panel.start_button.disabled
+    widget._panel.stop_button.click()
     assert widget.state in ("stopping", "stopped")
     assert widget.wait(60) is None
     assert widget.state == "stopped"
     assert TrialState.RUNNING not in _states(widget.study)
     stopped = widget.study.get_trials(deepcopy=False)[running.number]
     assert stopped.state == TrialState.FAIL
-    assert "stopped" in widget._status_html.value
-    assert not widget._start_button.disabled and widget._stop_button.disabled
+    assert "stopped" in widget._panel.status_html.value
+    assert not widget._panel.start_button.disabled and widget._panel.stop_button.disabled
 
-    widget._start_button.click()  # finishes what is left of the budget, adds nothing
+    widget._panel.start_button.click()  # finishes what is left of the budget, adds nothing
     widget.wait(120)
     assert widget.state == "finished"
     assert len(widget.study.get_trials(states=(TrialState.COMPLETE,))) == 2
@@ -384,13 +384,13 @@ def test_pause_freezes_experiments_and_resume_goes_on(make_widget, tmp_path):
     widget.start()
     received = wait_for(lambda: list((tmp_path / "runs").rglob("received.json")), what="a script")
     pid = wait_for(lambda: _read_pid(received[0]), what="its pid")
-    widget._pause_button.click()
-    assert widget.state == "paused" and widget._pause_button.description == "Resume"
+    widget._panel.pause_button.click()
+    assert widget.state == "paused" and widget._panel.pause_button.description == "Resume"
     wait_for(lambda: _process_state(pid) == "T", 10, "the script to be stopped (SIGSTOP)")
     time.sleep(0.5)
     assert _process_state(pid) == "T"
-    widget._pause_button.click()
-    assert widget.state == "running" and widget._pause_button.description == "Pause"
+    widget._panel.pause_button.click()
+    assert widget.state == "running" and widget._panel.pause_button.description == "Pause"
     wait_for(lambda: _process_state(pid) != "T", 10, "the script to continue")
     widget.wait(60)
     assert widget.state == "finished"
@@ -406,19 +406,19 @@ def _read_pid(path: Path) -> int | None:
 
 def test_enqueue_from_the_panel(make_widget):
     widget = make_widget(num_trials=2, target_scores={"EnvA": [0, 100]})
-    widget._defaults_button.click()  # the toy's --help says learning-rate 0.00025
-    widget._enqueue_text.value = "{'learning-rate': 0.001}"
-    widget._enqueue_button.click()
+    widget._panel.defaults_button.click()  # the toy's --help says learning-rate 0.00025
+    widget._panel.enqueue_text.value = "{'learning-rate': 0.001}"
+    widget._panel.enqueue_button.click()
     assert widget.error == ""
-    widget._enqueue_text.value = "__import__('os').getcwd()"
-    widget._enqueue_button.click()
+    widget._panel.enqueue_text.value = "__import__('os').getcwd()"
+    widget._panel.enqueue_button.click()
     assert "not a literal dict" in widget.error
     waiting = widget.study.get_trials(states=(TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == [
         {"learning-rate": 0.00025},
         {"learning-rate": 0.001},
     ]
-    assert "2 waiting" in widget._table.value
+    assert "2 waiting" in widget._panel.table.value
     widget.start()
     widget.wait(120)
     assert sorted(t.params["learning-rate"] for t in widget.study.trials) == [0.00025, 0.001]
@@ -428,7 +428,7 @@ def test_a_space_edit_applies_to_new_trials(make_widget):
     widget = make_widget(num_trials=1, target_scores={"EnvA": [0, 100]})
     widget.start()
     widget.wait(60)
-    editor = widget._space_editor
+    editor = widget._panel.space_editor
     editor.rows[0].high.value = "2e-5"
     editor.apply.click()
     assert editor.message.value.count("applied to new trials") == 1, editor.message.value
@@ -460,10 +460,10 @@ def test_errors_of_the_tuning_thread_show_in_the_panel_and_are_raised_by_wait(ma
     with pytest.raises(nbtune.TuningError, match="in a row failed"):
         widget.wait(60)
     assert widget.state == "error"
-    assert "TuningError" in widget._error_html.value
-    assert "toy crash on purpose" in widget._failures.value
+    assert "TuningError" in widget._panel.error_html.value
+    assert "toy crash on purpose" in widget._panel.failures.value
     assert TrialState.RUNNING not in _states(widget.study)
-    assert not widget._start_button.disabled
+    assert not widget._panel.start_button.disabled
 
 
 def test_watch_a_plain_optuna_study_read_only(tmp_path):
@@ -483,15 +483,15 @@ def test_watch_a_plain_optuna_study_read_only(tmp_path):
     try:
         assert widget.state == "watching"
         assert widget.tuner is None and widget.study is None
-        assert widget._controls.layout.display == "none"
-        assert widget._editors.layout.display == "none"
+        assert widget._panel.controls.layout.display == "none"
+        assert widget._panel.editors.layout.display == "none"
         assert widget.targets == {} and widget.space is None
         complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
         np.testing.assert_allclose(widget.figures["history"].data[0].y, [t.value for t in complete])
         assert len(widget.figures["env_scores"].data) == 0  # no per-environment scores
         assert widget.best_params == study.best_params
         assert widget.best_command.startswith("python SCRIPT --learning-rate=")
-        assert "trial 2</b>: failed" in widget._failures.value
+        assert "trial 2</b>: failed" in widget._panel.failures.value
         with pytest.raises(RuntimeError, match="read-only"):
             widget.start()
 

@@ -131,3 +131,19 @@ def _split_commas(text: str) -> list[str]:
 def show(value: Any) -> str:
     """The text of a value as the user would type it back (its ``repr``; empty for ``None``)."""
     return "" if value is None else repr(value)
+
+
+def params_literal(text: str) -> dict[str, Any]:
+    """Parse a dict of parameters typed in the enqueue field, as a literal (never evaluated)."""
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError('enqueue: type a dict, e.g. {"learning-rate": 0.00025}.')
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ValueError(
+            f"enqueue: not a literal dict: {stripped!r} (nothing is evaluated)."
+        ) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"enqueue: give a dict of flag name to value, got {stripped!r}.")
+    return value

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import pprint
 import shlex
 import threading
 import time
@@ -33,13 +32,11 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import ipywidgets as W
 import optuna
 import plotly.graph_objects as go
 import traitlets
 from optuna.trial import FrozenTrial
 
-from nbtune import plots
 from nbtune._attrs import PARENT
 from nbtune._results import trial_config, trial_flags
 from nbtune._scoring import AGGREGATIONS
@@ -49,34 +46,11 @@ from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
 from nbtune._tuner import Tuner
 from nbtune.widgets import _render
-from nbtune.widgets._editors import SpaceEditor, TargetsEditor
-from nbtune.widgets._js import CopyButton, LivePlot
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
-from nbtune.widgets._literal import FieldError
+from nbtune.widgets._literal import FieldError, params_literal
+from nbtune.widgets._panel import Panel
 
 RUN_STATES = tuple(_render.RUN_STATES)
-_ACTIVE = ("running", "paused", "stopping")
-_FIGURE_HEIGHT = 300
-#: The live figures and the CSS class of each one's box.
-_FIGURES = {
-    "history": "nbtune-history",
-    "env_scores": "nbtune-env-scores",
-    "parcoords": "nbtune-parcoords",
-    "learning_curves": "nbtune-learning-curves",
-}
-_SCORE_LABEL = "Normalized score"
-
-
-def _figure(name: str) -> go.Figure:
-    fig = go.Figure()
-    top = 80 if name == "parcoords" else 40  # room for the axis labels under the title
-    fig.update_layout(
-        height=_FIGURE_HEIGHT,  # the browser draws it that high, as wide as the panel allows
-        margin={"l": 55, "r": 20, "t": top, "b": 40},
-        template="plotly_white",
-        uirevision="nbtune",  # zoom and pan survive updates
-    )
-    return fig
 
 
 class TunerWidget(traitlets.HasTraits):
@@ -209,7 +183,6 @@ class TunerWidget(traitlets.HasTraits):
         self._shown_in: int | None = None
         self._log_lines: collections.deque[str] = collections.deque(maxlen=200)
         self._first_refresh = True
-        self._drawn_status = ""
         self._last_refresh_error = ""
         self._build_panel()
         with self._syncing_traits():
@@ -223,139 +196,21 @@ class TunerWidget(traitlets.HasTraits):
         self.refresh()
 
     def _build_panel(self) -> None:
-        self._header = W.HTML()
-        self._header.add_class("nbtune-header")
-        self._status_html = W.HTML()
-        self._status_html.add_class("nbtune-status")
-        self._progress = W.HTML()
-        self._progress.add_class("nbtune-progress")
-        self._error_html = W.HTML()
-        self._error_html.add_class("nbtune-error")
-
-        # Controls
-        self._start_button = W.Button(description="Start", icon="play", button_style="success")
-        self._start_button.add_class("nbtune-start")
-        self._start_button.on_click(lambda _: self._guarded(self.start))
-        self._pause_button = W.Button(description="Pause", icon="pause")
-        self._pause_button.add_class("nbtune-pause")
-        self._pause_button.on_click(lambda _: self._guarded(self._toggle_pause))
-        self._stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
-        self._stop_button.add_class("nbtune-stop")
-        self._stop_button.on_click(lambda _: self._guarded(self.stop))
-        self._trials_input = W.BoundedIntText(
-            min=1, max=1_000_000, description="trials", layout=W.Layout(width="150px")
-        )
-        self._trials_input.add_class("nbtune-num-trials")
-        self._seeds_input = W.BoundedIntText(
-            min=1, max=10_000, description="seeds", layout=W.Layout(width="150px")
-        )
-        self._seeds_input.add_class("nbtune-num-seeds")
-        self._trials_input.observe(self._on_trials_input, "value")
-        self._seeds_input.observe(self._on_seeds_input, "value")
-        self._enqueue_text = W.Text(
-            placeholder='{"learning-rate": 0.00025}', layout=W.Layout(width="260px")
-        )
-        self._enqueue_text.add_class("nbtune-enqueue-params")
-        self._enqueue_button = W.Button(description="Enqueue", icon="plus")
-        self._enqueue_button.add_class("nbtune-enqueue")
-        self._enqueue_button.on_click(lambda _: self._guarded(self._enqueue_from_text))
-        self._defaults_button = W.Button(description="Enqueue defaults", icon="plus")
-        self._defaults_button.add_class("nbtune-enqueue-defaults")
-        self._defaults_button.on_click(lambda _: self._guarded(self.enqueue_defaults))
-        self._controls = W.VBox(
-            [
-                W.HBox(
-                    [
-                        self._start_button,
-                        self._pause_button,
-                        self._stop_button,
-                        self._trials_input,
-                        self._seeds_input,
-                    ],
-                    layout=W.Layout(flex_flow="row wrap", align_items="center"),
-                ),
-                W.HBox(
-                    [self._enqueue_text, self._enqueue_button, self._defaults_button],
-                    layout=W.Layout(flex_flow="row wrap", align_items="center"),
-                ),
-            ]
-        )
-        self._controls.add_class("nbtune-controls")
-
-        # Figures: each created once and updated in place by nbtune.plots, then drawn by one
-        # LivePlot each (see nbtune.widgets._js for why not plotly's FigureWidget).
-        self._figures = {name: _figure(name) for name in _FIGURES}
-        self._plots = {name: LivePlot(height=_FIGURE_HEIGHT) for name in _FIGURES}
-        boxes = []
-        for name, css in _FIGURES.items():
-            box = W.Box([self._plots[name]], layout=W.Layout(width="50%", min_width="320px"))
-            box.add_class(css)
-            box.add_class("nbtune-figure")
-            boxes.append(box)
-        row = W.Layout(flex_flow="row wrap")
-        charts = W.VBox([W.HBox(boxes[:2], layout=row), W.HBox(boxes[2:], layout=row)])
-
-        # Best configuration
-        self._best_command_html = W.HTML()
-        self._best_command_html.add_class("nbtune-best-command")
-        self._best_dict_html = W.HTML()
-        self._best_dict_html.add_class("nbtune-best-dict")
-        self._copy_command = CopyButton(label="Copy command")
-        self._copy_command.add_class("nbtune-copy-command")
-        self._copy_dict = CopyButton(label="Copy dict")
-        self._copy_dict.add_class("nbtune-copy-dict")
-        best = W.VBox(
-            [
-                W.HTML("<b>Best configuration</b>"),
-                W.HBox([self._copy_command, self._copy_dict]),
-                self._best_command_html,
-                self._best_dict_html,
-            ]
-        )
-        best.add_class("nbtune-best")
-
-        # Editors
-        self._targets_editor = TargetsEditor(self._apply_targets_from_editor)
         reserved = []
         if self._session is not None:
             config = self._session.tuner.config
             reserved = [config.env_flag, config.seed_flag]
-        self._space_editor = SpaceEditor(self._apply_space_from_editor, reserved)
-        self._space_note = W.HTML()
-        self._editors = W.Accordion(
-            children=[self._targets_editor.box, W.VBox([self._space_note, self._space_editor.box])],
-            titles=("Target scores", "Search space"),
-            selected_index=0,
+        p = self._panel = Panel(
+            self._apply_targets_from_editor, self._apply_space_from_editor, reserved
         )
-        self._editors.add_class("nbtune-editors")
-
-        # Table, failures, log
-        self._table = W.HTML()
-        self._table.add_class("nbtune-trials")
-        self._failures = W.HTML()
-        self._failures.add_class("nbtune-failures")
-        self._log_html = W.HTML()
-        self._log_html.add_class("nbtune-log")
-
-        self.panel = W.VBox(
-            [
-                self._header,
-                self._status_html,
-                self._progress,
-                self._controls,
-                self._error_html,
-                charts,
-                best,
-                self._editors,
-                W.HTML("<b>Trials</b>"),
-                self._table,
-                self._failures,
-                W.HTML("<b>Log</b>"),
-                self._log_html,
-            ],
-            layout=W.Layout(width="100%"),
-        )
-        self.panel.add_class("nbtune-panel")
+        p.start_button.on_click(lambda _: self._guarded(self.start))
+        p.pause_button.on_click(lambda _: self._guarded(self._toggle_pause))
+        p.stop_button.on_click(lambda _: self._guarded(self.stop))
+        p.enqueue_button.on_click(lambda _: self._guarded(self._enqueue_from_text))
+        p.defaults_button.on_click(lambda _: self._guarded(self.enqueue_defaults))
+        p.trials_input.observe(self._on_trials_input, "value")
+        p.seeds_input.observe(self._on_seeds_input, "value")
+        self.panel = p.box
 
     # ----------------------------------------------------------------------------------------
     # Showing
@@ -404,7 +259,7 @@ class TunerWidget(traitlets.HasTraits):
         Each is one ``go.Figure``, updated in place (by :mod:`nbtune.plots`) as the study
         changes; the panel draws it in the browser.
         """
-        return dict(self._figures)
+        return dict(self._panel.figures)
 
     @property
     def best_trial(self) -> FrozenTrial | None:
@@ -549,9 +404,9 @@ class TunerWidget(traitlets.HasTraits):
         return defaults
 
     def _enqueue_from_text(self) -> None:
-        params = _params_literal(self._enqueue_text.value)
+        params = params_literal(self._panel.enqueue_text.value)
         self.enqueue(params)
-        self._enqueue_text.value = ""
+        self._panel.enqueue_text.value = ""
 
     def _require_session(self, what: str) -> TuningSession:
         if self._session is None:
@@ -683,30 +538,14 @@ class TunerWidget(traitlets.HasTraits):
         seeds = spec.get("num_seeds")
         if isinstance(seeds, int) and seeds >= 1:
             self.num_seeds = seeds
-        self._targets_editor.set_values(self.targets, self.aggregation)
-        if self.space is not None:
-            self._space_editor.set_values(SearchSpace.from_dict(self.space))
-            self._space_note.value = ""
-            self._space_editor.box.layout.display = ""
-        else:
-            note = spec.get("space_note") or "the study records no search space"
-            self._space_note.value = (
-                f"<i>The search space cannot be edited here: {_render.esc(note)}.</i>"
-            )
-            self._space_editor.box.layout.display = "none"
-        has_targets = bool(self.targets)
-        self._targets_editor.box.layout.display = "" if has_targets else "none"
-        read_only = self._session is None
-        self._targets_editor.set_disabled(read_only)
-        self._space_editor.set_disabled(read_only)
-        if not has_targets and self.space is None:
-            self._editors.layout.display = "none"
-        parent = self._view.user_attrs.get(PARENT)
-        where = _render.esc(self._view.storage_description)
-        fork = f" (re-scored from <b>{_render.esc(parent)}</b>)" if parent else ""
-        self._header.value = (
-            f"<b>nbtune</b> &middot; study <b>{_render.esc(self._view.study_name)}</b>{fork} "
-            f"&middot; <small>{where}</small>"
+        self._panel.draw_definition(
+            view=self._view,
+            targets=self.targets,
+            aggregation=self.aggregation,
+            space=self.space,
+            space_note=spec.get("space_note") or "",
+            read_only=self._session is None,
+            parent=self._view.user_attrs.get(PARENT),
         )
 
     @contextlib.contextmanager
@@ -723,20 +562,8 @@ class TunerWidget(traitlets.HasTraits):
     # ----------------------------------------------------------------------------------------
     @traitlets.observe("state")
     def _on_state(self, change: Any) -> None:
-        state = change["new"]
         with self._lock:
-            watching = state == "watching"
-            self._controls.layout.display = "none" if watching else ""
-            active = state in _ACTIVE
-            with self._start_button.hold_sync():
-                self._start_button.disabled = active or watching
-            with self._pause_button.hold_sync():
-                self._pause_button.disabled = state not in ("running", "paused")
-                paused = state == "paused"
-                self._pause_button.description = "Resume" if paused else "Pause"
-                self._pause_button.icon = "play" if paused else "pause"
-            self._stop_button.disabled = state not in ("running", "paused")
-            self._seeds_input.disabled = active or self._seeds_stored()
+            self._panel.draw_controls(change["new"], self._seeds_stored())
             self._draw_status()
 
     def _seeds_stored(self) -> bool:
@@ -745,15 +572,15 @@ class TunerWidget(traitlets.HasTraits):
     @traitlets.observe("error")
     def _on_error(self, change: Any) -> None:
         with self._lock:
-            self._error_html.value = _render.error_html(change["new"])
+            self._panel.draw_error(change["new"])
 
     @traitlets.observe("num_trials")
     def _on_num_trials(self, change: Any) -> None:
         if getattr(self, "_session", None) is not None:
             self._session.num_trials = change["new"]
         with self._lock:
-            if self._trials_input.value != change["new"]:
-                self._trials_input.value = change["new"]
+            if self._panel.trials_input.value != change["new"]:
+                self._panel.trials_input.value = change["new"]
 
     @traitlets.observe("num_seeds")
     def _on_num_seeds(self, change: Any) -> None:
@@ -761,8 +588,8 @@ class TunerWidget(traitlets.HasTraits):
             self._session.num_seeds = change["new"]
         with self._lock:
             value = change["new"] if change["new"] is not None else 1
-            if self._seeds_input.value != value:
-                self._seeds_input.value = value
+            if self._panel.seeds_input.value != value:
+                self._panel.seeds_input.value = value
 
     def _on_trials_input(self, change: Any) -> None:
         if change["new"] != self.num_trials:
@@ -808,53 +635,21 @@ class TunerWidget(traitlets.HasTraits):
             if force or first or result.new or result.finished:
                 self._draw_all()
             elif result.changed:
-                curves = self._figures["learning_curves"]
-                plots.update_learning_curves_figure(curves, plots.get_learning_curves_info(view))
-                self._plots["learning_curves"].draw(curves)
-                self._table.value = _render.trials_table_html(view)
+                self._panel.draw_running(view)
             self._draw_status()
 
     def _draw_all(self) -> None:
-        view = self._view
-        figs = self._figures
-        plots.update_history_figure(figs["history"], plots.get_history_info(view))
-        plots.update_env_scores_figure(figs["env_scores"], plots.get_env_scores_info(view))
-        plots.update_parcoords_figure(figs["parcoords"], plots.get_parcoords_info(view))
-        plots.update_learning_curves_figure(
-            figs["learning_curves"], plots.get_learning_curves_info(view)
-        )
-        if view.spec is not None and figs["history"].layout.yaxis.title.text != _SCORE_LABEL:
-            figs["history"].layout.yaxis.title.text = _SCORE_LABEL
-        for name, fig in figs.items():
-            self._plots[name].draw(fig)
-        self._table.value = _render.trials_table_html(view)
-        self._failures.value = _render.failures_html(view)
-        command, params = self.best_command, self.best_params
-        if command:
-            self._best_command_html.value = _render.code_html(command)
-            text = pprint.pformat(params, sort_dicts=False, width=90)
-            self._best_dict_html.value = _render.code_html(text)
-            self._copy_command.text = command
-            self._copy_dict.text = text
-        else:
-            self._best_command_html.value = "<i>No complete trial yet.</i>"
-            self._best_dict_html.value = ""
+        self._panel.draw_view(self._view, self.best_command, self.best_params)
 
     def _draw_status(self) -> None:
-        info = plots.get_status_info(self._view)
-        text = plots.format_status(info)
-        html = _render.status_html(self.state, info, self._view.study_name)
-        if html != self._drawn_status:
-            self._drawn_status = html
-            self._status_html.value = html
-            self._progress.value = _render.progress_html(info)
+        text = self._panel.draw_status(self.state, self._view)
         if text != self.status:
             self.status = text
 
     def _log(self, line: str) -> None:
         with self._lock:
             self._log_lines.append(f"{time.strftime('%H:%M:%S')} {line}")
-            self._log_html.value = _render.log_html(self._log_lines)
+            self._panel.draw_log(self._log_lines)
 
     # ----------------------------------------------------------------------------------------
     # The refresher thread
@@ -876,7 +671,7 @@ class TunerWidget(traitlets.HasTraits):
         self.stop()
         self._closed.set()
         with self._lock:
-            _close_tree(self.panel)
+            self._panel.close()
 
 
 def _refresh_loop(
@@ -899,34 +694,9 @@ def _refresh_loop(
         del widget
 
 
-def _close_tree(widget: W.Widget) -> None:
-    """Close a widget and every widget inside it."""
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()
-
-
 def _describe(exc: BaseException) -> str:
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return f"{type(exc).__name__}: {exc}\n" + "".join(lines)
-
-
-def _params_literal(text: str) -> dict[str, Any]:
-    """Parse a dict of parameters typed in the enqueue field, as a literal."""
-    import ast
-
-    stripped = text.strip()
-    if not stripped:
-        raise ValueError('enqueue: type a dict, e.g. {"learning-rate": 0.00025}.')
-    try:
-        value = ast.literal_eval(stripped)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise ValueError(
-            f"enqueue: not a literal dict: {stripped!r} (nothing is evaluated)."
-        ) from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValueError(f"enqueue: give a dict of flag name to value, got {stripped!r}.")
-    return value
 
 
 __all__ = ["TunerWidget"]
