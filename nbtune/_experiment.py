@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbtune._errors import ConfigError
+
 _GUARD = str(Path(__file__).with_name("_guard.py"))
 
 #: Environment variables every experiment gets unless the user overrides them. One OpenMP thread
@@ -52,7 +54,7 @@ def format_flag(key: str, value: Any) -> list[str]:
     """
     name = key[2:] if key.startswith("--") else key
     if not name or name.startswith("-") or any(c.isspace() or c == "=" for c in name):
-        raise ValueError(
+        raise ConfigError(
             f"invalid parameter name {key!r}: use a flag name such as 'learning-rate'."
         )
     if isinstance(value, bool):
@@ -67,7 +69,7 @@ def _format_value(value: Any) -> str:
         return "None"
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"cannot pass a non-finite number ({value}) as a flag")
+            raise ConfigError(f"cannot pass a non-finite number ({value}) as a flag")
         return repr(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return _format_value(value.item())
@@ -97,7 +99,7 @@ def build_argv(
     argv = [str(interpreter), str(script)]
     for key, value in params.items():
         if key.lstrip("-") in (env_flag, seed_flag):
-            raise ValueError(
+            raise ConfigError(
                 f"params_fn returned {key!r}, which nbtune sets itself for each experiment; "
                 "list environments in target_scores and choose seeds with num_seeds."
             )

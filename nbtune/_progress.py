@@ -38,7 +38,7 @@ class ProgressBar:
         if not force and now - self._last < self._min_interval:
             return
         self._last = now
-        from nbtune.plots import get_status_info
+        from nbtune.plots import format_duration, get_status_info
 
         self._view.refresh()
         info = get_status_info(self._view)
@@ -59,7 +59,7 @@ class ProgressBar:
         if info.best_value is not None:
             parts.append(f"best {info.best_value:.4g}")
         if info.eta_seconds is not None and info.remaining:
-            parts.append(f"ETA {_duration(info.eta_seconds)}")
+            parts.append(f"ETA {format_duration(info.eta_seconds)}")
         self._bar.set_postfix_str(", ".join(parts), refresh=False)
         self._bar.refresh()
 
@@ -72,9 +72,3 @@ class ProgressBar:
         self.update(force=True)
         self._bar.close()
         self._view.close()
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs
 from nbtune._budget import TOTAL_TRIALS
+from nbtune._errors import ConfigError
 from nbtune._scoring import (
     check_aggregation,
     check_target_scores,
@@ -99,7 +100,7 @@ def fork_study(
     """
     raw_spec = study.user_attrs.get(_attrs.STUDY_SPEC)
     if raw_spec is None:
-        raise ValueError(
+        raise ConfigError(
             f"study {study.study_name!r} has no nbtune spec: its trials carry no raw scores "
             "to re-score."
         )
@@ -107,7 +108,7 @@ def fork_study(
     targets = check_target_scores(target_scores if target_scores is not None else spec.targets)
     unknown = set(targets) - set(spec.targets)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"target_scores: {sorted(unknown)} were not run in study {study.study_name!r}; "
             f"its environments are {sorted(spec.targets)}. Start a new study to add some."
         )
@@ -125,7 +126,7 @@ def fork_study(
             n += 1
         study_name = f"{study.study_name}.r{n}"
     elif study_name in existing:
-        raise ValueError(f"a study named {study_name!r} exists already; choose another name.")
+        raise ConfigError(f"a study named {study_name!r} exists already; choose another name.")
     fork = optuna.create_study(
         study_name=study_name,
         storage=storage,

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nbtune import _attrs
+from nbtune._errors import ConfigError
 
 KEEP_ALL = "all"
 KEEP_LOGS = "logs"
@@ -31,7 +32,7 @@ def check_keep_runs(keep_runs: object) -> str | int:
         return keep_runs  # type: ignore[return-value]
     if isinstance(keep_runs, int) and not isinstance(keep_runs, bool) and keep_runs >= 0:
         return keep_runs
-    raise ValueError(
+    raise ConfigError(
         f"keep_runs must be 'all', 'logs' or a whole number k >= 0 (keep the k best trials' "
         f"folders whole, logs only for the others); got {keep_runs!r}."
     )

@@ -30,6 +30,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from nbtune._errors import ConfigError, NbtuneError
+
 ParamsFn = Callable[[Any], Mapping[str, Any]]
 _LITERALS = (str, int, float, bool, type(None))
 
@@ -59,38 +61,38 @@ class Param:
     def __post_init__(self) -> None:
         where = f"parameter {self.name!r}"
         if not self.name:
-            raise ValueError("a parameter needs a name")
+            raise ConfigError("a parameter needs a name")
         if self.type == "categorical":
             if not self.choices:
-                raise ValueError(f"{where}: a categorical parameter needs at least one choice.")
+                raise ConfigError(f"{where}: a categorical parameter needs at least one choice.")
             bad = [c for c in self.choices if not isinstance(c, _LITERALS)]
             if bad:
-                raise ValueError(
+                raise ConfigError(
                     f"{where}: choices must be numbers, strings, booleans or None; got {bad!r}."
                 )
             return
         if self.type not in ("float", "int"):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: type must be 'float', 'int' or 'categorical', got {self.type!r}."
             )
         if self.low is None or self.high is None:
-            raise ValueError(f"{where}: a {self.type} parameter needs low and high.")
+            raise ConfigError(f"{where}: a {self.type} parameter needs low and high.")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError(f"{where}: low and high must be finite numbers.")
+            raise ConfigError(f"{where}: low and high must be finite numbers.")
         if self.low > self.high:
-            raise ValueError(f"{where}: low ({self.low}) must not exceed high ({self.high}).")
+            raise ConfigError(f"{where}: low ({self.low}) must not exceed high ({self.high}).")
         if self.log and self.low <= 0:
-            raise ValueError(f"{where}: a log-scaled range needs low > 0, got low={self.low}.")
+            raise ConfigError(f"{where}: a log-scaled range needs low > 0, got low={self.low}.")
         if self.log and self.step is not None:
-            raise ValueError(f"{where}: log and step cannot be combined.")
+            raise ConfigError(f"{where}: log and step cannot be combined.")
         if self.step is not None and not self.step > 0:
-            raise ValueError(f"{where}: step must be positive, got {self.step}.")
+            raise ConfigError(f"{where}: step must be positive, got {self.step}.")
         if self.type == "int" and (
             self.low != int(self.low)
             or self.high != int(self.high)
             or (self.step or 1) != int(self.step or 1)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: an int parameter needs whole numbers for low, high and step."
             )
 
@@ -140,22 +142,22 @@ class Param:
         """Parse the JSON form (the inverse of :meth:`to_dict`), with clear errors."""
         unknown = set(data) - {"type", "low", "high", "log", "step", "choices", "name"}
         if unknown:
-            raise ValueError(f"parameter {name!r}: unknown field(s) {sorted(unknown)}.")
+            raise ConfigError(f"parameter {name!r}: unknown field(s) {sorted(unknown)}.")
         kind = data.get("type")
         if kind == "categorical":
             return cls(
                 data.get("name", name), "categorical", choices=tuple(data.get("choices") or ())
             )
         if kind not in ("float", "int"):
-            raise ValueError(
+            raise ConfigError(
                 f"parameter {name!r}: type must be 'float', 'int' or 'categorical', got {kind!r}."
             )
         try:
             low, high = float(data["low"]), float(data["high"])
         except KeyError as exc:
-            raise ValueError(f"parameter {name!r}: missing {exc.args[0]!r}.") from None
+            raise ConfigError(f"parameter {name!r}: missing {exc.args[0]!r}.") from None
         except (TypeError, ValueError):
-            raise ValueError(f"parameter {name!r}: low and high must be numbers.") from None
+            raise ConfigError(f"parameter {name!r}: low and high must be numbers.") from None
         step = data.get("step")
         if kind == "int":
             low, high = _whole(name, low), _whole(name, high)  # type: ignore[assignment]
@@ -171,7 +173,7 @@ class Param:
 
 def _whole(name: str, x: float) -> float:
     if x != int(x):
-        raise ValueError(f"parameter {name!r}: an int parameter needs whole numbers, got {x}.")
+        raise ConfigError(f"parameter {name!r}: an int parameter needs whole numbers, got {x}.")
     return x
 
 
@@ -201,18 +203,18 @@ class SearchSpace:
         names: dict[str, str] = {}
         for flag, entry in entries.items():
             if not isinstance(flag, str) or not flag or flag != flag.strip():
-                raise ValueError(
+                raise ConfigError(
                     f"search space: flag names must be non-empty strings, got {flag!r}."
                 )
             if isinstance(entry, Param):
                 if entry.name in names:
-                    raise ValueError(
+                    raise ConfigError(
                         f"search space: flags {names[entry.name]!r} and {flag!r} both sample "
                         f"parameter {entry.name!r}; give each parameter its own name."
                     )
                 names[entry.name] = flag
             elif not _is_literal(entry):
-                raise ValueError(
+                raise ConfigError(
                     f"search space: fixed value of {flag!r} must be a number, string, boolean, "
                     "None "
                     f"or a list of those; got {entry!r}."
@@ -271,7 +273,7 @@ class SearchSpace:
         for flag, value in data.items():
             if isinstance(value, Mapping):
                 if "type" not in value:
-                    raise ValueError(
+                    raise ConfigError(
                         f"search space entry {flag!r} is a table without 'type': write "
                         "{type = 'float', low = ..., high = ...} for a sampled parameter."
                     )
@@ -296,7 +298,7 @@ def _is_literal(value: Any) -> bool:
 
 
 # ------------------------------------------------------------------------- recording params_fn
-class NotDeclarativeError(Exception):
+class NotDeclarativeError(NbtuneError):
     """``params_fn`` used a sampled value in a way a declarative space cannot express."""
 
 

@@ -496,7 +496,7 @@ class Tuner:
             The values enqueued, by flag.
         """
         if self.space is None:
-            raise ValueError(
+            raise ConfigError(
                 f"enqueue_defaults needs a declarative search space ({self.space_note})."
             )
         defaults = script_defaults(self.interpreter, self.script, list(self.space.params))
@@ -513,12 +513,12 @@ class Tuner:
             param = by_flag.get(key) or by_name.get(key)
             if param is None:
                 fixed = " (it is fixed by the search space)" if key in self.space.fixed else ""
-                raise ValueError(
+                raise ConfigError(
                     f"enqueue: {key!r} is not a sampled parameter{fixed}; sampled: "
                     f"{', '.join(by_flag) or 'none'}."
                 )
             if param.type == "categorical" and value not in (param.choices or ()):
-                raise ValueError(
+                raise ConfigError(
                     f"enqueue: {key!r} must be one of {list(param.choices or ())}, got {value!r}."
                 )
             if param.type == "int":
@@ -629,9 +629,9 @@ def script_defaults(
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ValueError(f"could not run {script} --help: {exc}") from exc
+        raise ConfigError(f"could not run {script} --help: {exc}") from exc
     if out.returncode != 0:
-        raise ValueError(f"{script} --help exited with {out.returncode}: {out.stderr[-500:]}")
+        raise ConfigError(f"{script} --help exited with {out.returncode}: {out.stderr[-500:]}")
     # Drop tyro's box drawing and join wrapped lines per flag.
     text = re.sub(r"[│╭╮╰╯─┃]", " ", out.stdout)
     found: dict[str, Any] = {}
@@ -643,7 +643,7 @@ def script_defaults(
         else:
             found[flag] = value
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{script} --help shows no default for {', '.join(missing)}; enqueue those values "
             "by hand."
         )

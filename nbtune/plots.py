@@ -75,6 +75,7 @@ __all__ = [
     "ParcoordsInfo",
     "StatusInfo",
     "TrialEnvScores",
+    "format_duration",
     "format_status",
     "get_env_scores_info",
     "get_history_info",
@@ -85,6 +86,7 @@ __all__ = [
     "plot_history",
     "plot_learning_curves",
     "plot_parcoords",
+    "top_trials",
     "update_env_scores_figure",
     "update_history_figure",
     "update_learning_curves_figure",
@@ -788,7 +790,13 @@ def get_status_info(
     )
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: ``42s``, ``3m07s``, ``2h05m``.
+
+    Example:
+        >>> format_duration(42.4), format_duration(187), format_duration(7500)
+        ('42s', '3m07s', '2h05m')
+    """
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
@@ -827,7 +835,7 @@ def format_status(info: StatusInfo) -> str:
     if info.best_value is not None:
         text += f" | best {info.best_value:.4g}"
     if info.eta_seconds is not None and info.remaining:
-        text += f" | ETA {_duration(info.eta_seconds)}"
+        text += f" | ETA {format_duration(info.eta_seconds)}"
     return text
 
 

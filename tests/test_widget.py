@@ -192,7 +192,7 @@ def test_target_editor_shows_errors_beside_fields_and_applies_nothing(make_widge
         widget.targets = {"EnvA": [1, 1], "EnvB": [-100, 0]}
     with pytest.raises(traitlets.TraitError, match="must be finite"):
         widget.targets = {"EnvA": [5, float("inf")], "EnvB": [-100, 0]}
-    with pytest.raises(traitlets.TraitError, match="aggregation must be one of"):
+    with pytest.raises(traitlets.TraitError, match="must be one of average, median"):
         widget.aggregation = "mean"
     assert widget.targets == {"EnvA": [0.0, 100.0], "EnvB": [-100.0, 0.0]}
     assert widget.study_name == "test"

@@ -8,6 +8,8 @@ https://pytorch.org/get-started/locally/). This module itself imports nothing he
 
 from pathlib import Path
 
+from nbtune._errors import ConfigError
+
 __all__ = ["example_script"]
 
 _DIR = Path(__file__).resolve().parent
@@ -38,7 +40,7 @@ def example_script(name: str = "ppo") -> Path:
     """
     available = _available()
     if name not in available:
-        raise ValueError(
+        raise ConfigError(
             f"no example script named {name!r}; available: {', '.join(map(repr, available))}"
         )
     return _DIR / f"{name}.py"

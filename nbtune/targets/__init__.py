@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from nbtune._errors import ConfigError
+
 __all__ = ["atari_games", "atari_human_normalized"]
 
 _DIR = Path(__file__).resolve().parent
@@ -83,7 +85,7 @@ def atari_human_normalized(
         for name in games:
             game = by_key.get(_game_key(name))
             if game is None:
-                raise ValueError(
+                raise ConfigError(
                     f"{name!r} is not one of the 49 games of Mnih et al. (2015): "
                     + ", ".join(table)
                 )

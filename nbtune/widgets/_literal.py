@@ -11,10 +11,12 @@ import ast
 import math
 from typing import Any
 
+from nbtune._errors import ConfigError
+
 _SCALARS = (str, int, float, bool, type(None))
 
 
-class FieldError(ValueError):
+class FieldError(ConfigError):
     """A field's text cannot be used; the message says why, for display beside the field."""
 
 

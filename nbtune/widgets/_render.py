@@ -13,7 +13,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nbtune import _attrs
+from nbtune import _attrs, plots
 from nbtune._study_view import StudyView
 from nbtune.plots import StatusInfo, format_status
 
@@ -90,8 +90,7 @@ def _duration(trial: FrozenTrial, now: datetime.datetime) -> str:
     if start is None:
         return ""
     end = trial.datetime_complete or now
-    seconds = max((end - start).total_seconds(), 0.0)
-    return f"{seconds:.1f}s" if seconds < 600 else f"{seconds / 60:.1f}m"
+    return plots.format_duration(max((end - start).total_seconds(), 0.0))
 
 
 def trials_table_html(view: StudyView, limit: int = 15) -> str:

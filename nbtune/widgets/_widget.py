@@ -7,9 +7,11 @@ How it is built:
   the compute-then-draw functions of :mod:`nbtune.plots` (each plotly figure is created once and
   updated in place with numpy arrays, batched; a small anywidget draws its whole state in the
   browser, see :mod:`nbtune.widgets._js`). Nothing reads the tuning thread's state.
-* The study runs in a background tuning thread (``Tuner.reserve`` then ``Tuner.work``, which is
-  what ``Tuner.tune`` does), its experiments in subprocesses, so ``display()`` returns at once and
-  the kernel stays free. Stop and pause go through the Tuner's ``stop_event``/``pause_event``.
+* The widget runs nothing itself: it drives a :class:`~nbtune.TuningSession` (the run
+  controller that scripts and the CLI use too), which runs the study in a background thread, its
+  experiments in subprocesses, so ``display()`` returns at once and the kernel stays free. The
+  session's events (state, log lines, errors, a move to a fork) update the traits.
+* Layout and drawing live in :mod:`nbtune.widgets._panel`; this module holds traits and wiring.
 * Widget state lives in traitlets: the run ``state``, the applied ``targets``, ``aggregation``
   and ``space``, ``num_trials``, ``num_seeds``, ``error`` and ``status``. Setting ``targets`` or
   ``space`` (from code or the editors' *Apply* buttons) is validated, then applied.
@@ -38,8 +40,10 @@ import traitlets
 from optuna.trial import FrozenTrial
 
 from nbtune._attrs import PARENT
+from nbtune._config import check_positive_int
+from nbtune._errors import ConfigError
 from nbtune._results import trial_config, trial_flags
-from nbtune._scoring import AGGREGATIONS
+from nbtune._scoring import AGGREGATIONS, check_aggregation, check_target_scores
 from nbtune._session import SessionEvent, TuningSession
 from nbtune._space import SearchSpace
 from nbtune._spec import StudySpec
@@ -172,7 +176,7 @@ class TunerWidget(traitlets.HasTraits):
         refresh_interval: float,
     ) -> None:
         if not refresh_interval > 0:
-            raise ValueError(f"refresh_interval must be positive, got {refresh_interval!r}.")
+            raise ConfigError(f"refresh_interval must be positive, got {refresh_interval!r}.")
         self._lock = threading.RLock()
         self._session = session
         self._view = view
@@ -416,46 +420,26 @@ class TunerWidget(traitlets.HasTraits):
     # ----------------------------------------------------------------------------------------
     # Editing: targets (re-score into a fork) and search space (new trials)
     # ----------------------------------------------------------------------------------------
+    # Each trait is checked by the same rule as the Tuner's argument (nbtune.ConfigError).
     @traitlets.validate("targets")
     def _valid_targets(self, proposal: Any) -> dict[str, list[float] | None]:
-        from nbtune._scoring import check_target_scores
-
-        value = proposal["value"]
-        try:
-            checked = check_target_scores(value)
-        except ValueError as exc:
-            raise traitlets.TraitError(str(exc)) from None
+        checked = _checked(check_target_scores, proposal["value"])
         return {env: None if t is None else [t[0], t[1]] for env, t in checked.items()}
 
     @traitlets.validate("aggregation")
     def _valid_aggregation(self, proposal: Any) -> str:
-        if proposal["value"] not in AGGREGATIONS:
-            raise traitlets.TraitError(
-                f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {proposal['value']!r}."
-            )
-        return proposal["value"]
+        return str(_checked(check_aggregation, proposal["value"]))
 
     @traitlets.validate("space")
     def _valid_space(self, proposal: Any) -> dict[str, Any] | None:
         value = proposal["value"]
-        if value is None:
-            return None
-        try:
-            return SearchSpace.from_dict(value).to_dict()
-        except (ValueError, TypeError) as exc:
-            raise traitlets.TraitError(f"space: {exc}") from None
+        return None if value is None else _checked(SearchSpace.from_dict, value).to_dict()
 
-    @traitlets.validate("num_trials")
-    def _valid_num_trials(self, proposal: Any) -> int:
-        if proposal["value"] < 1:
-            raise traitlets.TraitError(f"num_trials must be >= 1, got {proposal['value']}.")
-        return proposal["value"]
-
-    @traitlets.validate("num_seeds")
-    def _valid_num_seeds(self, proposal: Any) -> int | None:
+    @traitlets.validate("num_trials", "num_seeds")
+    def _valid_count(self, proposal: Any) -> int | None:
         value = proposal["value"]
-        if value is not None and value < 1:
-            raise traitlets.TraitError(f"num_seeds must be >= 1, got {value}.")
+        if value is not None:
+            _checked(check_positive_int, proposal["trait"].name, value)
         return value
 
     @traitlets.observe("targets", "aggregation")
@@ -485,7 +469,7 @@ class TunerWidget(traitlets.HasTraits):
 
     def _apply_space(self, space: dict[str, Any] | None) -> None:
         if space is None:
-            raise ValueError("space: give a search space (a dict, as SearchSpace.to_dict()).")
+            raise ConfigError("space: give a search space (a dict, as SearchSpace.to_dict()).")
         self._require_session("change the search space").respace(space)
 
     def _apply_targets_from_editor(
@@ -502,7 +486,7 @@ class TunerWidget(traitlets.HasTraits):
         except traitlets.TraitError as exc:
             with self._syncing_traits():
                 self.targets, self.aggregation = old
-            raise ValueError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
         try:
             self._rescore(self.targets, self.aggregation)
         except Exception:
@@ -517,7 +501,7 @@ class TunerWidget(traitlets.HasTraits):
         try:
             self.space = space.to_dict()
         except traitlets.TraitError as exc:
-            raise ValueError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
         return "applied to new trials"
 
     def _read_spec(self) -> None:
@@ -692,6 +676,14 @@ def _refresh_loop(
             with contextlib.suppress(Exception):
                 widget._log(f"refresh failed: {type(exc).__name__}: {exc}")
         del widget
+
+
+def _checked(check: Any, *args: Any) -> Any:
+    """Run a core check; its refusal becomes the TraitError that traitlets expects."""
+    try:
+        return check(*args)
+    except (ValueError, TypeError) as exc:
+        raise traitlets.TraitError(str(exc)) from None
 
 
 def _describe(exc: BaseException) -> str:
