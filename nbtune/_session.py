@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from nbtune._budget import budget_state
 from nbtune._errors import ConfigError
@@ -43,9 +43,12 @@ class SessionEvent:
 
     Attributes:
         kind: ``"state"`` (``data["state"]`` is the new state), ``"log"`` (``data["line"]``
-            is a line for the user), ``"study"`` (the session moved to another study or
-            definition: ``data["study_name"]``; after a target or space edit) or ``"error"``
-            (``data["error"]`` is the exception that ended the run).
+            is a line for the user), ``"trial"`` (progress: ``data["number"]``,
+            ``data["state"]`` = ``"started"``, ``"complete"``, ``"pruned"`` or ``"failed"``,
+            ``data["value"]``), ``"experiment"`` (``number``, ``env_id``, ``seed``, ``raw``,
+            ``normalized``: ``None`` when it failed), ``"study"`` (the session moved to another
+            study or definition: ``data["study_name"]``; after a target or space edit) or
+            ``"error"`` (``data["error"]`` is the exception that ended the run).
         data: What the kind carries.
     """
 
@@ -309,7 +312,12 @@ class TuningSession:
                     tuner.reserve(state.total - state.finished, self.num_seeds)
         summary = RunSummary()
         if not stop.is_set():
-            summary = tuner.work(timeout=self.timeout, stop_event=stop, pause_event=pause)
+            summary = tuner.work(
+                timeout=self.timeout,
+                stop_event=stop,
+                pause_event=pause,
+                listeners=[_Progress(self._emit)],
+            )
         self.summary = summary
         return summary
 
@@ -491,3 +499,34 @@ class TuningSession:
 
     def __repr__(self) -> str:
         return f"TuningSession(study={self.study_name!r}, state={self._state!r})"
+
+
+class _Progress:
+    """A scheduler listener that tells a session's subscribers of each trial and experiment."""
+
+    def __init__(self, emit: Callable[..., None]) -> None:
+        self._emit = emit
+
+    def on_trial_start(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+        self._emit("trial", number=trial.number, state="started", value=None)
+
+    def on_experiment_end(
+        self,
+        trial: optuna.Trial,
+        env_id: str,
+        seed: int,
+        raw: float | None,
+        normalized: float | None,
+    ) -> None:
+        self._emit(
+            "experiment",
+            number=trial.number,
+            env_id=env_id,
+            seed=seed,
+            raw=raw,
+            normalized=normalized,
+        )
+
+    def on_trial_end(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+        name = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
+        self._emit("trial", number=trial.number, state=name, value=value)

@@ -384,10 +384,19 @@ class Tuner:
         timeout: float | None = None,
         stop_event: threading.Event | None = None,
         pause_event: threading.Event | None = None,
+        listeners: Sequence[TrialListener] = (),
     ) -> RunSummary:
-        """Work on the study's remaining budget without adding to it (what a worker does)."""
+        """Work on the study's remaining budget without adding to it (what a worker does).
+
+        Args:
+            timeout: Stop starting trials after this many seconds.
+            stop_event: Set it from another thread to stop.
+            pause_event: While set, experiments are frozen.
+            listeners: Told of each trial's start and end and each experiment's end, on the
+                scheduler's thread.
+        """
         num_seeds = self._prepare(None)
-        return self._schedule(num_seeds, timeout, stop_event, pause_event)
+        return self._schedule(num_seeds, timeout, stop_event, pause_event, listeners)
 
     def _prepare(self, num_seeds: int | None) -> int:
         """Open the study, settle the number of seeds with the stored spec, and return it."""
@@ -429,9 +438,10 @@ class Tuner:
         timeout: float | None,
         stop_event: threading.Event | None,
         pause_event: threading.Event | None = None,
+        extra_listeners: Sequence[TrialListener] = (),
     ) -> RunSummary:
         config = self.config
-        listeners: list[TrialListener] = []
+        listeners: list[TrialListener] = list(extra_listeners)
         if config.wandb_kwargs:
             from nbtune._wandb import WandbTracker
 

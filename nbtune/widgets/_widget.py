@@ -433,7 +433,12 @@ class TunerWidget(traitlets.HasTraits):
     @traitlets.validate("space")
     def _valid_space(self, proposal: Any) -> dict[str, Any] | None:
         value = proposal["value"]
-        return None if value is None else _checked(SearchSpace.from_dict, value).to_dict()
+        if value is None:
+            return None
+        try:
+            return SearchSpace.from_dict(value).to_dict()
+        except (ValueError, TypeError) as exc:
+            raise traitlets.TraitError(f"space: {exc}") from None
 
     @traitlets.validate("num_trials", "num_seeds")
     def _valid_count(self, proposal: Any) -> int | None:
