@@ -22,6 +22,7 @@ from nbtune._session import SessionEvent, TuningSession
 from nbtune._space import Param, SearchSpace
 from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
+from nbtune._trust import UntrustedSpecError
 from nbtune._tuner import Tuner, trials_dataframe
 from nbtune._version import __version__
 from nbtune.examples import example_script
@@ -41,6 +42,7 @@ __all__ = [
     "TunerConfig",
     "TuningError",
     "TuningSession",
+    "UntrustedSpecError",
     "__version__",
     "example_script",
     "fork_study",

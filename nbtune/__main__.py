@@ -22,7 +22,8 @@ from nbtune._errors import NbtuneError
 from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView, list_studies
-from nbtune._tuner import Tuner
+from nbtune._trust import describe_for_review, signature_problem
+from nbtune._tuner import Tuner, sign_stored_spec
 from nbtune.plots import get_status_info, top_trials
 
 #: A worker sets only what belongs to its machine and process; the study defines the rest.
@@ -144,6 +145,34 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
             raise CLIError("--params must be a JSON object of flag to value")
         tuner.enqueue(params)
         print(f"nbtune: enqueued {json.dumps(params)}")
+    return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """`nbtune trust`: show what a study's stored definition runs, then sign it with this key.
+
+    A study's definition is signed with a key that never enters its database, so a worker runs
+    only definitions its owner made (see the README's Security section). A study written by an
+    older nbtune, or one whose definition was changed in the database, is refused until its
+    owner has looked at what it runs and signed it here.
+    """
+    with StudyView(args.storage, args.study) as view:
+        raw = view.user_attrs.get(STUDY_SPEC)
+        if raw is None:
+            raise CLIError(f"study {args.study!r} has no nbtune definition to sign")
+        problem = signature_problem(args.study, dict(view.user_attrs))
+    print(f"study {args.study!r} in {StudyView.describe(args.storage)} runs:")
+    for line in describe_for_review(raw):
+        print("  " + line)
+    if problem is None:
+        print("nbtune: its definition is signed with this machine's key already")
+        return 0
+    print(f"nbtune: {problem}")
+    if not args.yes:
+        print("nbtune: if you recognize all of the above, sign it with: nbtune trust ... --yes")
+        return 1
+    sign_stored_spec(args.storage, args.study, raw)
+    print("nbtune: signed with this machine's key; workers with the same key will run it")
     return 0
 
 
@@ -302,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--params", action="append", help="JSON object of flag to value")
     group.add_argument("--defaults", action="store_true", help="the script's own defaults")
     p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser(
+        "trust", help="show what a study's stored definition runs, and sign it with this key"
+    )
+    p.add_argument("--storage", required=True, help="the study's database URL or journal file")
+    p.add_argument("--study", required=True, help="the study's name")
+    p.add_argument("--yes", action="store_true", help="sign it (after reading what it runs)")
+    p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("show", help="a summary table and the best configuration")
     p.add_argument("--storage", required=True)

@@ -31,6 +31,8 @@ Study user attributes:
 
 * ``nbtune:spec``: the stored study spec (JSON).
 * ``nbtune:spec_history``: earlier specs replaced with ``override_spec=True``, oldest first.
+* ``nbtune:spec_signature``: ``{"hmac": ..., "key": ...}``, the spec's signature with the key of
+  the machine that stored it (see :mod:`nbtune._trust`).
 * ``nbtune:parent``: in a fork (re-scored under new targets), the name of the study it was
   forked from.
 """
@@ -51,4 +53,5 @@ HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
 STUDY_SPEC = "nbtune:spec"
 STUDY_SPEC_HISTORY = "nbtune:spec_history"
+SPEC_SIGNATURE = "nbtune:spec_signature"
 PARENT = "nbtune:parent"

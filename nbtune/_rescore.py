@@ -26,7 +26,7 @@ from nbtune._scoring import (
     normalize_all,
     trial_value,
 )
-from nbtune._spec import StudySpec
+from nbtune._trust import store_spec, trusted_spec
 
 PARENT = _attrs.PARENT
 
@@ -104,7 +104,7 @@ def fork_study(
             f"study {study.study_name!r} has no nbtune spec: its trials carry no raw scores "
             "to re-score."
         )
-    spec = StudySpec.from_json(raw_spec)
+    spec = trusted_spec(study)  # the fork is signed: never launder an edited definition
     targets = check_target_scores(target_scores if target_scores is not None else spec.targets)
     unknown = set(targets) - set(spec.targets)
     if unknown:
@@ -134,7 +134,7 @@ def fork_study(
         sampler=study.sampler,
         pruner=study.pruner,
     )
-    fork.set_user_attr(_attrs.STUDY_SPEC, spec.to_json())
+    store_spec(fork, spec)
     fork.set_user_attr(PARENT, study.study_name)
     if TOTAL_TRIALS in study.user_attrs:
         fork.set_user_attr(TOTAL_TRIALS, study.user_attrs[TOTAL_TRIALS])

@@ -35,6 +35,13 @@ from nbtune._storage import (
     open_storage,
     sqlite_path,
 )
+from nbtune._trust import (
+    UntrustedSpecError,
+    signature_problem,
+    store_spec,
+    trusted_spec,
+    untrusted_message,
+)
 
 if TYPE_CHECKING:
     from nbtune._session import TuningSession
@@ -167,7 +174,9 @@ class Tuner:
                 f"study {study_name!r} has no nbtune spec (it was not created by nbtune): "
                 "start it with nbtune.Tuner or `nbtune tune CONFIG` first."
             )
-        spec = StudySpec.from_json(raw)
+        # What a worker runs comes from the database: only a definition signed with this
+        # machine's key is run (see nbtune._trust).
+        spec = trusted_spec(study)
         heartbeat = int(overrides.get("heartbeat_interval", spec.heartbeat_interval))
         if not isinstance(storage, BaseStorage):
             opened = open_storage(storage, heartbeat_interval=heartbeat)  # as the study needs
@@ -239,13 +248,20 @@ class Tuner:
                     f"defined differently:\n" + "\n".join(diff) + f"\n{fix}"
                 )
             study = existing
-            if stored_spec is not None and not diff:
+            problem = None
+            if stored_spec is not None:
+                problem = signature_problem(config.study_name, existing.user_attrs)
+            signature = existing.user_attrs.get(_attrs.SPEC_SIGNATURE)
+            unsigned = problem is not None and not isinstance(signature, dict)
+            if problem is not None and not unsigned and not diff and not config.override_spec:
+                raise UntrustedSpecError(untrusted_message(config.study_name, problem))
+            if stored_spec is not None and not diff and problem is None:
                 if spec.num_seeds is None:
                     spec.num_seeds = stored_spec.num_seeds
                 if spec.script_sha256 != stored_spec.script_sha256:
                     spec.script_sha256 = stored_spec.script_sha256  # warned about per trial
                 if stored_spec.to_json() != stored:  # an older version: store it upgraded
-                    existing.set_user_attr(STUDY_SPEC, stored_spec.to_json())
+                    store_spec(existing, stored_spec)
                 self._stored_spec = stored_spec
             else:
                 if diff:
@@ -253,7 +269,17 @@ class Tuner:
                     history.append(stored)
                     existing.set_user_attr(STUDY_SPEC_HISTORY, history)
                     self._say("nbtune: continuing with a changed definition:\n" + "\n".join(diff))
-                existing.set_user_attr(STUDY_SPEC, spec.to_json())
+                elif stored_spec is not None:
+                    # Unsigned (an older nbtune) or, with override_spec, untrusted: this
+                    # process's own definition replaces what the database says, signed.
+                    if spec.num_seeds is None:
+                        spec.num_seeds = stored_spec.num_seeds
+                    spec.script_sha256 = stored_spec.script_sha256
+                    self._say(
+                        f"nbtune: study {config.study_name!r}: {problem}; stored this process's "
+                        "definition, signed with this machine's key"
+                    )
+                store_spec(existing, spec)
                 self._stored_spec = spec
             if config.sampler is not None or config.pruner is not None:
                 study = optuna.load_study(
@@ -271,7 +297,7 @@ class Tuner:
             direction=config.direction,
             load_if_exists=True,
         )
-        study.set_user_attr(STUDY_SPEC, spec.to_json())
+        store_spec(study, spec)
         self._stored_spec = spec
         if config.space is None:
             self._say(
@@ -416,7 +442,7 @@ class Tuner:
             )
         if stored.num_seeds is None:
             stored.num_seeds = num_seeds
-            self._study.set_user_attr(STUDY_SPEC, stored.to_json())
+            store_spec(self._study, stored)
         elif stored.num_seeds != num_seeds:
             raise SpecMismatchError(
                 f"study {self.config.study_name!r} averages {stored.num_seeds} seeds per trial; "
@@ -547,6 +573,31 @@ class Tuner:
         and seed, and ``fail_reason``, ``script_sha256`` and ``experiments``.
         """
         return trials_dataframe(self.study)
+
+
+def sign_stored_spec(
+    storage: str | os.PathLike[str] | BaseStorage, study_name: str, reviewed: str
+) -> None:
+    """Sign a study's stored definition with this machine's key (``nbtune trust``).
+
+    Args:
+        storage: The study's storage.
+        study_name: The study.
+        reviewed: The stored spec as the user reviewed it; if it changed since, nothing is
+            signed.
+
+    Raises:
+        UntrustedSpecError: When the stored definition is no longer what was reviewed.
+    """
+    opened = open_storage(storage, must_exist=True, heartbeat_interval=None)
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    raw = study.user_attrs.get(STUDY_SPEC)
+    if raw != reviewed:
+        raise UntrustedSpecError(
+            f"study {study_name!r}: its definition changed while you read it; run nbtune trust "
+            "again."
+        )
+    store_spec(study, StudySpec.from_json(raw))
 
 
 def trials_dataframe(study: optuna.Study) -> pd.DataFrame:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _support import TOY
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One signing key for the whole run, never the user's own (subprocesses inherit it)."""
+    if "NBTUNE_KEY_FILE" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="nbtune-key-"))
+        os.environ["NBTUNE_KEY_FILE"] = str(folder / "signing.key")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import nbtune
 from nbtune import __main__ as cli
 from nbtune._config import MACHINE, PROCESS, STUDY, config_fields, field_names
 from nbtune._spec import StudySpec
+from nbtune._tuner import sign_stored_spec
 
 SPACE = {
     "learning-rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
@@ -243,13 +244,20 @@ def test_a_version_1_spec_still_opens_and_is_upgraded(make_tuner):
     for key in ("progress_flag", "keep_runs", "max_consecutive_failures", "wandb_kwargs"):
         stored.pop(key)
     stored["version"] = 1
-    study.set_user_attr("nbtune:spec", json.dumps(stored))
+    version_1 = json.dumps(stored)
+
+    def as_version_1_left_it() -> None:  # unsigned: signatures came with version 2
+        study.set_user_attr("nbtune:spec", version_1)
+        study.set_user_attr("nbtune:spec_signature", None)
+
+    as_version_1_left_it()
     again = make_tuner(params_fn=SPACE, progress_flag="num-steps")
     again.study  # noqa: B018
     upgraded = json.loads(again.study.user_attrs["nbtune:spec"])
     assert upgraded["version"] == 2 and upgraded["progress_flag"] == "num-steps"
-    # A worker of a version 1 study uses what version 1 workers used.
-    study.set_user_attr("nbtune:spec", json.dumps(stored))
+    # A worker of a version 1 study, once its owner trusts it, uses what version 1 workers used.
+    as_version_1_left_it()
+    sign_stored_spec(tuner.config.storage, "test", version_1)
     worker = nbtune.Tuner.from_study(tuner.config.storage, "test")
     assert worker.config.progress_flag == "total-timesteps"
 

@@ -180,8 +180,17 @@ class Panel:
         self._drawn_status = ""
 
     # ------------------------------------------------------------------------------ drawing
-    def draw_view(self, view: StudyView, best_command: str, best_params: dict[str, Any]) -> None:
-        """Redraw every figure, the table, the failures and the best configuration."""
+    def draw_view(
+        self,
+        view: StudyView,
+        best_command: str,
+        best_params: dict[str, Any],
+        warning: str = "",
+    ) -> None:
+        """Redraw every figure, the table, the failures and the best configuration.
+
+        ``warning`` is shown above the best command (a definition that is not signed).
+        """
         figs = self.figures
         plots.update_history_figure(figs["history"], plots.get_history_info(view))
         plots.update_env_scores_figure(figs["env_scores"], plots.get_env_scores_info(view))
@@ -196,7 +205,10 @@ class Panel:
         self.table.value = _render.trials_table_html(view)
         self.failures.value = _render.failures_html(view)
         if best_command:
-            self.best_command_html.value = _render.code_html(best_command)
+            note = (
+                f"<p class='nbtune-untrusted'>&#9888; {_render.esc(warning)}</p>" if warning else ""
+            )
+            self.best_command_html.value = note + _render.code_html(best_command)
             text = pprint.pformat(best_params, sort_dicts=False, width=90)
             self.best_dict_html.value = _render.code_html(text)
             self.copy_command.text = best_command

@@ -48,6 +48,7 @@ from nbtune._session import SessionEvent, TuningSession
 from nbtune._space import SearchSpace
 from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
+from nbtune._trust import signature_problem
 from nbtune._tuner import Tuner
 from nbtune.widgets import _render
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
@@ -628,7 +629,21 @@ class TunerWidget(traitlets.HasTraits):
             self._draw_status()
 
     def _draw_all(self) -> None:
-        self._panel.draw_view(self._view, self.best_command, self.best_params)
+        self._panel.draw_view(
+            self._view, self.best_command, self.best_params, self._definition_warning()
+        )
+
+    def _definition_warning(self) -> str:
+        """What to say above the best command when the study's definition is not signed."""
+        if self._view.spec is None:
+            return ""
+        problem = signature_problem(self._view.study_name, dict(self._view.user_attrs))
+        if problem is None:
+            return ""
+        return (
+            f"Not checked: {problem}. The command below comes from the study's database; "
+            "read it before you run it."
+        )
 
     def _draw_status(self) -> None:
         text = self._panel.draw_status(self.state, self._view)

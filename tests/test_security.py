@@ -1,0 +1,160 @@
+"""Trust boundaries: what a study's database says never chooses what runs, nor what is deleted.
+
+Each test plays someone who can write the study's tables (a shared lab database, a leaked
+password) but not the user's files, and checks that nbtune refuses, loudly, instead of running
+or deleting what they chose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from _support import TOY
+
+import nbtune
+from nbtune import _attrs
+
+SPACE = {
+    "learning-rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+    "total-timesteps": 1000,
+}
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbtune", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def tamper(study: optuna.Study, **changes: Any) -> None:
+    """Edit the stored definition as a database writer would (the signature stays as it was)."""
+    spec = json.loads(study.user_attrs[_attrs.STUDY_SPEC])
+    spec.update(changes)
+    study.set_user_attr(_attrs.STUDY_SPEC, json.dumps(spec, sort_keys=True))
+
+
+@pytest.fixture
+def attacked(make_tuner: Any, tmp_path: Path) -> tuple[nbtune.Tuner, Path]:
+    """A study whose stored environment runs a command in any Python that starts with it.
+
+    ``PYTHONWARNINGS`` naming a module makes Python import it at start-up; ``antigravity``
+    opens a web page through ``webbrowser``, which runs the command in ``BROWSER``.
+    """
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    tuner.reserve(2, num_seeds=1)
+    marker = tmp_path / "pwned"
+    tamper(
+        tuner.study,
+        env={"PYTHONWARNINGS": "all:0:antigravity.x:0:0", "BROWSER": f"touch {marker}"},
+    )
+    return tuner, marker
+
+
+def test_a_worker_refuses_a_definition_changed_in_the_database(attacked):
+    tuner, marker = attacked
+    out = cli("worker", "--storage", tuner.config.storage, "--study", "test")
+    assert out.returncode == 2
+    assert "will not run here" in out.stderr
+    assert "changed since it was signed" in out.stderr
+    assert "nbtune trust" in out.stderr
+    assert not marker.exists()
+    states = {t.state for t in tuner.study.get_trials(deepcopy=False)}
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_tune_refuses_to_resume_a_changed_definition(attacked, make_tuner):
+    _tuner, marker = attacked
+    with pytest.raises(nbtune.UntrustedSpecError, match="changed since it was signed"):
+        make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]}).tune(1, num_seeds=1)
+    assert not marker.exists()
+
+
+def test_enqueue_defaults_refuses_a_changed_definition(attacked):
+    tuner, marker = attacked
+    tamper(tuner.study, interpreter="/bin/sh")
+    out = cli("enqueue", "--storage", tuner.config.storage, "--study", "test", "--defaults")
+    assert out.returncode == 2 and "will not run here" in out.stderr
+    assert not marker.exists()
+
+
+def test_the_widget_refuses_to_resume_and_warns_when_watching(attacked, make_tuner):
+    pytest.importorskip("ipywidgets")
+    from nbtune.widgets import TunerWidget
+
+    tuner, _ = attacked
+    with pytest.raises(nbtune.UntrustedSpecError):
+        TunerWidget(make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]}))
+    watching = TunerWidget.watch(tuner.config.storage, "test")
+    try:
+        assert "Not checked" in watching._definition_warning()
+        assert "changed since it was signed" in watching._definition_warning()
+    finally:
+        watching.close()
+
+
+def test_an_unsigned_definition_waits_for_its_owner_to_trust_it(make_tuner):
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    tuner.reserve(1, num_seeds=1)
+    study = tuner.study
+    study.set_user_attr(_attrs.SPEC_SIGNATURE, None)  # as an older nbtune left it
+    storage = tuner.config.storage
+    out = cli("worker", "--storage", storage, "--study", "test")
+    assert out.returncode == 2 and "not signed" in out.stderr
+    out = cli("trust", "--storage", storage, "--study", "test")
+    assert out.returncode == 1
+    assert f"script       {TOY.resolve()}" in out.stdout
+    assert "--yes" in out.stdout
+    out = cli("trust", "--storage", storage, "--study", "test", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert "signed with this machine's key" in out.stdout
+    out = cli("worker", "--storage", storage, "--study", "test")
+    assert out.returncode == 0, out.stderr
+    assert "study at 1 of 1" in out.stdout
+
+
+def test_a_local_tuner_stores_its_own_definition_over_an_unsigned_one(make_tuner, tmp_path):
+    """An older nbtune's study continues from the owner's code: the owner's values are stored
+    and signed, so an unsigned edit made in the database never runs."""
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    tuner.reserve(1, num_seeds=1)
+    tamper(tuner.study, env={"TOY_EXTRA": "sneaky"})
+    tuner.study.set_user_attr(_attrs.SPEC_SIGNATURE, None)
+    again = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]}, verbose=True)
+    again.tune(1, num_seeds=1)
+    stored = json.loads(again.study.user_attrs[_attrs.STUDY_SPEC])
+    assert stored["env"] == {}
+    received = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("received.json")]
+    assert received and all(r["TOY_EXTRA"] is None for r in received)
+    worker = nbtune.Tuner.from_study(tuner.config.storage, "test")  # signed now
+    assert worker.config.env == {}
+
+
+def test_another_machines_key_is_named_in_the_refusal(make_tuner, tmp_path):
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    tuner.reserve(1, num_seeds=1)
+    env = {**os.environ, "NBTUNE_KEY_FILE": str(tmp_path / "other.key")}
+    (tmp_path / "other.key").write_bytes(os.urandom(32))
+    out = cli("worker", "--storage", tuner.config.storage, "--study", "test", env=env)
+    assert out.returncode == 2
+    assert "signed with another key" in out.stderr and "NBTUNE_KEY_FILE" in out.stderr
+    env["NBTUNE_KEY_FILE"] = str(tmp_path / "missing.key")
+    out = cli("worker", "--storage", tuner.config.storage, "--study", "test", env=env)
+    assert out.returncode == 2 and "no nbtune signing key" in out.stderr
+
+
+def test_the_key_is_readable_by_its_owner_only(make_tuner):
+    make_tuner().study  # noqa: B018  (stores a signed definition, making the key)
+    key = Path(os.environ["NBTUNE_KEY_FILE"])
+    assert key.stat().st_mode & 0o077 == 0
+    assert len(key.read_bytes()) == 32
