@@ -1,4 +1,4 @@
-"""The seed-compatible ``Tuner``: CleanRL's API, run correctly and in isolation."""
+"""A ``Tuner`` compatible with CleanRL's: the same API, run correctly and in isolation."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial
 from nbtune import _attrs
 from nbtune._attrs import STUDY_SPEC
 from nbtune._budget import extend_budget
+from nbtune._output import best_summary, plural, quiet_optuna
 from nbtune._progress import ProgressBar
 from nbtune._resources import DEFAULT_MEMORY_PER_EXPERIMENT, default_slots
 from nbtune._retention import check_keep_runs
@@ -480,9 +481,11 @@ class Tuner:
         _check_positive_int("num_trials", num_trials)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
-        num_seeds = self._prepare(num_seeds)
-        self._extend(num_trials)
-        self._schedule(num_seeds, timeout, stop_event, pause_event)
+        # Optuna's own INFO lines would interleave with nbtune's (restored after).
+        with quiet_optuna() if self.verbose else contextlib.nullcontext():
+            num_seeds = self._prepare(num_seeds)
+            self._extend(num_trials)
+            self._schedule(num_seeds, timeout, stop_event, pause_event)
         try:
             best = self.study.best_trial
         except ValueError:
@@ -490,7 +493,7 @@ class Tuner:
                 f"no trial of study {self.study_name!r} has completed; see each trial's "
                 "fail_reason in tuner.trials_dataframe()."
             ) from None
-        self._say(f"The best trial obtains a normalized score of {best.value} {best.params}")
+        self._say(best_summary(best, self._stored_spec))
         return best
 
     def reserve(self, num_trials: int, num_seeds: int | None = None) -> int:
@@ -615,7 +618,9 @@ class Tuner:
         path = sqlite_path(str(getattr(self.storage, "url", "")))
         if path is not None:
             where = f"sqlite:///{path}"
-        self._say(f"nbtune: study {self.study_name!r} in {where} (total {total} trials)")
+        self._say(
+            f"nbtune: study {self.study_name!r} in {where} (total {plural(total or 0, 'trial')})"
+        )
         self._say(f"nbtune: experiment folders under {self.runs_dir}")
         if self.space is not None:
             self._say(
