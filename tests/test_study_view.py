@@ -165,7 +165,9 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
-    pymysql = pytest.importorskip("pymysql")
+    pymysql = pytest.importorskip(
+        "pymysql", reason="PyMySQL is not installed (pip install -e '.[mysql]')"
+    )
     name = f"nbtune_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = pymysql.connect(
