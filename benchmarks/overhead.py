@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--script", choices=["toy", "ppo"], default="ppo")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--total-timesteps", type=int, default=100_000)  # the seed's
+    parser.add_argument("--total-timesteps", type=int, default=100_000)  # CleanRL's example
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

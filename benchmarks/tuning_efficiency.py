@@ -3,11 +3,12 @@
     python benchmarks/tuning_efficiency.py [--budget-minutes 30] [--sampler-seeds 0 1 2]
 
 Both methods tune the shipped PPO script on CartPole-v1 + Acrobot-v1 at 100k steps with the
-seed's search space, 3 seeds per trial, the seed's MedianPruner(n_startup_trials=5) and a
-TPESampler with the same seed, for the same wall-clock budget:
+search space of CleanRL's documented example, 3 seeds per trial, its
+MedianPruner(n_startup_trials=5) and a TPESampler with the same seed, for the same wall-clock
+budget:
 
 * ``nbtune``: the defaults: one slot per usable CPU, ``OMP_NUM_THREADS=1`` per experiment, the
-  trial's value reported at 10 checkpoints of each seed's training, so the pruner can stop a
+  trial's value reported at 10 checkpoints of the training of each seed, so the pruner can stop a
   bad trial while it runs.
 * ``cleanrl-like``: what CleanRL's Tuner does: one experiment at a time with torch's default
   threads (one per core), intermediate values only after each seed (all environments) ends.
@@ -97,8 +98,8 @@ def run_one(
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started_at = datetime.datetime.now()  # trials' datetime_complete is local time
     start = time.monotonic()
-    # The seed's study size: the budget ends the run long before (a huge num_trials would
-    # only cost reservation bookkeeping, see nbtune._budget).
+    # The study size of CleanRL's documented example: the budget ends the run long before (a
+    # huge num_trials would only cost reservation bookkeeping, see nbtune._budget).
     tuner.tune(num_trials=100, num_seeds=3, timeout=budget)
     wall = time.monotonic() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -19,6 +19,7 @@ import optuna
 from nbtune._attrs import NORMALIZED_SCORES, RAW_SCORES, STUDY_SPEC
 from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
 from nbtune._errors import NbtuneError
+from nbtune._output import env_seed_hint, plural
 from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView, list_studies
@@ -81,9 +82,58 @@ def tuner_from_config(
 
 
 # ------------------------------------------------------------------------------------ commands
+def default_study_name(
+    config_path: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    num_seeds: int | None = None,
+) -> tuple[str, str]:
+    """The study a config file runs when no ``--study-name`` is given, and where it comes from.
+
+    Running the same command again must continue the same study, so the name is the config
+    file's ``study_name`` field or else the file's name without its suffix. A study averages a
+    fixed number of seeds per trial: a ``--num-seeds`` other than the file's (a short try) gets
+    a study of its own, named with it, instead of being refused by the file's study.
+
+    Args:
+        config_path: The config file.
+        config: Its fields, as read (before command-line overrides).
+        num_seeds: ``--num-seeds``, if given.
+
+    Returns:
+        ``(name, origin)``, the origin in words for the line that tells the name.
+
+    Example:
+        >>> default_study_name("examples/cartpole_acrobot.toml", {"num_seeds": 3})
+        ('cartpole_acrobot', "from the config file's name")
+        >>> default_study_name("examples/cartpole_acrobot.toml", {"num_seeds": 3}, num_seeds=1)
+        ('cartpole_acrobot_1seed', "from the config file's name and --num-seeds")
+        >>> default_study_name("study.toml", {"study_name": "ppo"})
+        ('ppo', "the config file's study_name")
+
+    """
+    name = config.get("study_name")
+    if isinstance(name, str) and name:
+        return name, "the config file's study_name"
+    name = Path(config_path).stem
+    if num_seeds is not None and num_seeds != config.get("num_seeds"):
+        return f"{name}_{num_seeds}{'seed' if num_seeds == 1 else 'seeds'}", (
+            "from the config file's name and --num-seeds"
+        )
+    return name, "from the config file's name"
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     """`nbtune tune CONFIG`: run (or with --reserve-only, record) a study."""
     config = load_config(args.config)
+    if args.study_name is None:
+        # Without a name the same command continues the same study when run again.
+        name, origin = default_study_name(args.config, config, args.num_seeds)
+        config["study_name"] = name
+        print(
+            f"nbtune: study {name!r} ({origin}; running this command again continues it, "
+            "--study-name NAME starts another)",
+            flush=True,
+        )
     config.update(flag_values(args, (STUDY, MACHINE, PROCESS)))
     for key in ("num_trials", "timeout"):
         value = getattr(args, key)
@@ -97,10 +147,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     if args.reserve_only:
         total = tuner.reserve(config["num_trials"], config.get("num_seeds"))
-        print(f"nbtune: study {tuner.study_name!r} recorded with a total of {total} trials")
+        print(
+            f"nbtune: study {tuner.config.study_name!r} recorded with a total of "
+            f"{plural(total, 'trial')}"
+        )
         return 0
-    best = tuner.tune(config["num_trials"], config.get("num_seeds"), timeout=config.get("timeout"))
-    _print_best(tuner.study, best)
+    # Tuner.tune prints the best trial and its command line.
+    tuner.tune(config["num_trials"], config.get("num_seeds"), timeout=config.get("timeout"))
     return 0
 
 
@@ -187,7 +240,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if not studies:
             print(f"no study in {StudyView.describe(args.storage)}")
         for name, n_trials in studies:
-            print(f"{name}\t{n_trials} trials")
+            print(f"{name}\t{plural(n_trials, 'trial')}")
         return 0
     with StudyView(args.storage, args.study) as view:
         _print_summary(view, args.top)
@@ -205,7 +258,7 @@ def _print_summary(view: StudyView, top: int) -> None:
         targets = ", ".join(f"{e} {t}" for e, t in spec.targets.items())
         print(
             f"  metric {spec.metric} (last {spec.window}), {spec.aggregation} over {targets}; "
-            f"{spec.num_seeds} seeds"
+            f"{plural(spec.num_seeds, 'seed') if spec.num_seeds else 'seeds not set yet'}"
         )
     total = f" of {info.total}" if info.total is not None else ""
     counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(info.counts.items()) if n)
@@ -229,7 +282,7 @@ def _print_summary(view: StudyView, top: int) -> None:
             ]
         )
     _print_table(header, rows)
-    print("\nbest configuration as a command line (add the environment and seed):")
+    print(f"\nbest configuration as a command line ({env_seed_hint(spec)}):")
     print("  " + shlex.join(trial_flags(best[0], spec)))
 
 
@@ -287,17 +340,27 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def _print_best(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
-    raw = study.user_attrs.get(STUDY_SPEC)
-    spec = None if raw is None else StudySpec.from_json(raw)
-    print(f"best trial {best.number}: {best.value}")
-    print("  " + shlex.join(trial_flags(best, spec)))
-
-
 # ---------------------------------------------------------------------------------------- main
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"nbtune: error: {message} (see nbtune {self.prog.split()[-1]} --help)\n")
+        # prog is "nbtune" or, for a subcommand, "nbtune tune".
+        self.exit(2, f"nbtune: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        # An unknown argument after a subcommand is that subcommand's error, not nbtune's.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = getattr(self, "commands", {})
+            parser = commands.get(getattr(parsed, "command", None), self)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+_STORAGE_HELP = (
+    "where the study is stored: a database URL (sqlite:///cleanrl_hpopt.db, "
+    "postgresql://user@host/db, mysql://user@host/db) or a journal file (study.log)"
+)
+_STUDY_HELP = "the study's name (nbtune show --storage URL lists them)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,9 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nbtune", description="Tune training scripts across tasks with Optuna.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("tune", help="run a study from a TOML, YAML or JSON config file")
-    p.add_argument("config")
-    p.add_argument("--num-trials", type=int)
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+    p = command("tune", "run a study from a TOML, YAML or JSON config file")
+    p.add_argument("config", help="the config file: the Tuner's fields and a [params] table")
+    p.add_argument(
+        "--num-trials", type=int, help="trials to add to the study (default: the config's)"
+    )
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     add_config_flags(p, (STUDY, MACHINE, PROCESS))
     p.add_argument(
@@ -317,47 +385,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("worker", help="join a study and work until its total is reached")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True)
+    p = command("worker", "join a study and work until its total is reached")
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--study", required=True, help=_STUDY_HELP)
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     add_config_flags(p, _WORKER_SCOPES, exclude=_WORKER_OWN)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("enqueue", help="queue known configurations (baselines)")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True)
+    p = command("enqueue", "queue known configurations (baselines)")
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--study", required=True, help=_STUDY_HELP)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--params", action="append", help="JSON object of flag to value")
     group.add_argument("--defaults", action="store_true", help="the script's own defaults")
     p.set_defaults(func=cmd_enqueue)
 
-    p = sub.add_parser(
-        "trust", help="show what a study's stored definition runs, and sign it with this key"
-    )
-    p.add_argument("--storage", required=True, help="the study's database URL or journal file")
-    p.add_argument("--study", required=True, help="the study's name")
+    p = command("trust", "show what a study's stored definition runs, and sign it with this key")
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--study", required=True, help=_STUDY_HELP)
     p.add_argument("--yes", action="store_true", help="sign it (after reading what it runs)")
     p.set_defaults(func=cmd_trust)
 
-    p = sub.add_parser("show", help="a summary table and the best configuration")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", help="default: list the studies")
-    p.add_argument("--top", type=int, default=10)
+    p = command("show", "a summary table and the best configuration")
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--study", help=_STUDY_HELP + "; default: list the studies")
+    p.add_argument("--top", type=int, default=10, help="trials in the table (default: 10)")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="the best (or a given) trial's configuration as JSON")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True)
-    p.add_argument("--trial", type=int)
-    p.add_argument("-o", "--output")
+    p = command("export", "the best (or a given) trial's configuration as JSON")
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--study", required=True, help=_STUDY_HELP)
+    p.add_argument("--trial", type=int, help="this trial's number instead of the best")
+    p.add_argument("-o", "--output", help="write the JSON to this file instead of printing it")
     p.set_defaults(func=cmd_export)
+    parser.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
+    # Optuna's INFO lines ("[I ...] A new study created") would interleave with nbtune's.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return int(args.func(args))
     except (NbtuneError, ValueError, OSError) as exc:

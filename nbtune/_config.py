@@ -117,14 +117,16 @@ class TunerConfig:
     )
     storage: str | os.PathLike[str] | BaseStorage = _arg(
         DEFAULT_STORAGE,
-        doc="Database URL, journal file path, or Optuna storage; SQLite paths are made absolute.",
+        doc="Where the study is stored: a database URL (sqlite:///cleanrl_hpopt.db, "
+        "postgresql://user@host/db, mysql://user@host/db), a journal file (study.log), or an "
+        "Optuna storage; SQLite paths are made absolute.",
         scope=PROCESS,
         cli=str,
     )
     study_name: str = _arg(
         "",
-        doc="Name of the study (default tuner_<unix time>); an existing study of this name is "
-        "continued if it was defined the same way.",
+        doc="The study to create or continue (if it was defined the same way). Default from "
+        "Python: tuner_<unix time>; from a config file: its study_name, else the file's name.",
         scope=PROCESS,
         cli=str,
     )

@@ -558,7 +558,7 @@ class Scheduler:
             return 1, None
         total = run.params.get(self.config.progress_flag)
         if isinstance(total, bool) or not isinstance(total, (int, float)) or total <= 0:
-            return self.config.checkpoints, None  # only each seed's last checkpoint reports
+            return self.config.checkpoints, None  # only the last checkpoint of each seed reports
         return self.config.checkpoints, float(total)
 
     def _report(self, run: _TrialRun) -> None:

@@ -10,8 +10,8 @@ be stored with the study (a worker on another machine samples from it, the widge
   returning it (a condition, arithmetic, formatting) makes the space not declarative, and the
   ``params_fn`` then keeps running in its own process only.
 * :class:`RecordingTrial` hands ``params_fn`` the real Optuna trial, and keeps the deprecated
-  ``suggest_uniform``/``suggest_loguniform``/``suggest_discrete_uniform`` spellings of the seed's
-  examples working without Optuna's deprecation warnings.
+  ``suggest_uniform``/``suggest_loguniform``/``suggest_discrete_uniform`` spellings of the
+  examples of CleanRL's tuner documentation working without Optuna's deprecation warnings.
 """
 
 from __future__ import annotations

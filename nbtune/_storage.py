@@ -258,7 +258,7 @@ def open_storage(
             )
         except ImportError:
             raise ValueError(
-                f"no database driver for {redact_url(text)}: install psycopg2-binary for "
+                f"no database driver for {redact_url(text)}: install psycopg 3 for "
                 "postgresql:// (pip install 'nbtune[postgres]') or PyMySQL for mysql:// "
                 "(pip install 'nbtune[mysql]')."
             ) from None

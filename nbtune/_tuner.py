@@ -1,4 +1,4 @@
-"""The CleanRL-compatible ``Tuner``: CleanRL's API, run correctly and in isolation."""
+"""A ``Tuner`` compatible with CleanRL's: the same API, run correctly and in isolation."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from nbtune._attrs import STUDY_SPEC, STUDY_SPEC_HISTORY
 from nbtune._budget import extend_budget
 from nbtune._config import TunerConfig, check_positive_int, field_names
 from nbtune._errors import ConfigError, SpecMismatchError, TuningError
+from nbtune._output import best_summary, plural, quiet_optuna
 from nbtune._progress import ProgressBar
 from nbtune._scheduler import RunSummary, Scheduler, TrialListener
 from nbtune._spec import StudySpec
@@ -379,8 +380,10 @@ class Tuner:
         check_positive_int("num_trials", num_trials)
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
-        session = self.session(num_trials, num_seeds, timeout=timeout)
-        session.run(stop_event=stop_event, pause_event=pause_event)
+        # Optuna's own INFO lines would interleave with nbtune's (restored after).
+        with quiet_optuna() if self.config.verbose else contextlib.nullcontext():
+            session = self.session(num_trials, num_seeds, timeout=timeout)
+            session.run(stop_event=stop_event, pause_event=pause_event)
         try:
             best = self.study.best_trial
         except ValueError:
@@ -388,7 +391,7 @@ class Tuner:
                 f"no trial of study {self.config.study_name!r} has completed; see each trial's "
                 "fail_reason in tuner.trials_dataframe()."
             ) from None
-        self._say(f"The best trial obtains a normalized score of {best.value} {best.params}")
+        self._say(best_summary(best, self._stored_spec))
         return best
 
     def reserve(self, num_trials: int, num_seeds: int | None = None) -> int:
@@ -502,7 +505,7 @@ class Tuner:
         if path is not None:
             where = f"sqlite:///{path}"
         name = self.config.study_name
-        self._say(f"nbtune: study {name!r} in {where} (total {total} trials)")
+        self._say(f"nbtune: study {name!r} in {where} (total {plural(total or 0, 'trial')})")
         self._say(f"nbtune: experiment folders under {self.config.runs_dir}")
         if self.config.space is not None:
             self._say(

@@ -63,7 +63,9 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     if os.environ.get("CI") == "true":
         import wandb  # CI installs it: fail, never skip
     else:
-        wandb = pytest.importorskip("wandb")
+        wandb = pytest.importorskip(
+            "wandb", reason="wandb is not installed (pip install -e '.[test]')"
+        )
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -35,7 +35,8 @@ def test_atari_table_has_the_49_games_of_mnih_et_al_2015() -> None:
     table = atari_human_normalized()
     assert len(table) == 49 == len(atari_games())
     assert list(table) == [f"{game}-v5" for game in atari_games()]
-    # The seed's first five, and a few more read from Extended Data Table 2.
+    # The first five of CleanRL's documented Atari example, and a few more read from Extended
+    # Data Table 2.
     assert atari_human_normalized(["Alien", "Amidar", "Assault", "Asterix", "Asteroids"]) == {
         "Alien-v5": [227.8, 6875.0],
         "Amidar-v5": [5.8, 1676.0],

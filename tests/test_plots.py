@@ -401,8 +401,12 @@ def test_arrays_go_to_plotly_as_numpy_and_one_parcoords_trace() -> None:
 
 
 def test_figure_widget_updates_in_place(rich: tuple[str, optuna.Study]) -> None:
-    pytest.importorskip("anywidget")
-    pytest.importorskip("ipywidgets")
+    pytest.importorskip(
+        "anywidget", reason="anywidget is not installed (pip install -e '.[widgets]')"
+    )
+    pytest.importorskip(
+        "ipywidgets", reason="ipywidgets is not installed (pip install -e '.[widgets]')"
+    )
     import plotly.graph_objects as go
 
     url, _ = rich
@@ -441,7 +445,7 @@ def test_docstring_examples_run() -> None:
 
 @pytest.mark.parametrize(("n_trials", "dtick"), [(3, 1), (40, None)])
 def test_history_ticks_whole_trial_numbers(n_trials: int, dtick: int | None) -> None:
-    pytest.importorskip("plotly")
+    pytest.importorskip("plotly", reason="plotly is not installed (pip install -e '.[widgets]')")
     study = optuna.create_study(study_name=f"ticks-{n_trials}")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=n_trials)
     fig = plots.plot_history(plots.get_history_info(StudyView.from_study(study)))

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
-from _support import TOY, skip_or_fail, wait_for
+from _support import TOY, postgres_admin, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 import nbtune
@@ -100,21 +100,7 @@ class Database:
 
 
 def _postgres_admin() -> Any:
-    try:
-        import psycopg2
-    except ImportError:
-        skip_or_fail("psycopg2 is not installed (pip install -e '.[postgres]')")
-    error: Exception | None = None
-    for user in ("postgres", "root"):
-        try:
-            admin = psycopg2.connect(
-                host="127.0.0.1", port=5432, user=user, dbname="postgres", connect_timeout=3
-            )
-            admin.autocommit = True
-            return admin
-        except psycopg2.OperationalError as exc:
-            error = exc
-    skip_or_fail(f"PostgreSQL at 127.0.0.1:5432 unreachable: {error}")
+    return postgres_admin()  # psycopg 3, or psycopg2 where only it is installed
 
 
 def _mysql_admin() -> Any:
@@ -511,12 +497,26 @@ def test_no_password_in_any_output(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_urls_pick_installed_pure_python_drivers():
-    assert resolve_storage_url("mysql://u@h/db") == "mysql+pymysql://u@h/db"  # no mysqlclient
-    # SQLAlchemy 2.1 means psycopg 3 by postgresql://; psycopg2 is what the extra installs.
-    assert resolve_storage_url("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
-    assert resolve_storage_url("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
-    assert resolve_storage_url("mysql+pymysql://u@h/db") == "mysql+pymysql://u@h/db"
+@pytest.mark.parametrize(
+    ("installed", "url", "expected"),
+    [
+        # mysql:// means mysqlclient, which has no Linux wheels: PyMySQL when it is missing.
+        ({"pymysql"}, "mysql://u@h/db", "mysql+pymysql://u@h/db"),
+        ({"pymysql", "MySQLdb"}, "mysql://u@h/db", "mysql://u@h/db"),
+        (set(), "mysql://u@h/db", "mysql://u@h/db"),  # the error then names the extra
+        ({"pymysql"}, "mysql+pymysql://u@h/db", "mysql+pymysql://u@h/db"),
+        # postgresql:// means psycopg 3 (the postgres extra) since SQLAlchemy 2.1: kept as it is,
+        # so the URL nbtune prints opens in Optuna and optuna-dashboard unchanged.
+        ({"psycopg", "psycopg2"}, "postgresql://u@h/db", "postgresql://u@h/db"),
+        ({"psycopg"}, "postgres://u@h/db", "postgresql://u@h/db"),
+        # Where only psycopg2 is installed, nbtune still opens it.
+        ({"psycopg2"}, "postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ({"psycopg2"}, "postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+    ],
+)
+def test_urls_pick_an_installed_driver(monkeypatch, installed, url, expected):
+    monkeypatch.setattr(storage_module, "_installed", lambda module: module in installed)
+    assert resolve_storage_url(url) == expected
 
 
 def test_redaction_covers_every_form_of_password():
@@ -535,13 +535,32 @@ def test_both_servers_open_from_plain_urls(kind):
     with database as db:
         storage = open_storage(db.url)
         assert isinstance(storage, ResilientRDBStorage)
-        assert storage.engine.dialect.driver == ("psycopg2" if kind == "postgresql" else "pymysql")
+        postgres_driver = "psycopg" if storage_module._installed("psycopg") else "psycopg2"
+        expected = postgres_driver if kind == "postgresql" else "pymysql"
+        assert storage.engine.dialect.driver == expected
         study = optuna.create_study(storage=storage, study_name="plain")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
         assert len(study.trials) == 3
         view = nbtune.StudyView(db.url, "plain")  # the live views take the same plain URL
         assert view.n_trials == 3
         assert PASSWORD not in repr(view)
+        view.close()
+        storage.engine.dispose()
+
+
+def test_plain_postgresql_urls_open_with_psycopg2_where_only_it_is_installed(monkeypatch):
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        skip_or_fail("psycopg2 is not installed (pip install -e '.[test]')")
+    monkeypatch.setattr(storage_module, "_installed", lambda module: module != "psycopg")
+    with postgres_database() as db:
+        storage = open_storage(db.url, heartbeat_interval=None)
+        assert storage.engine.dialect.driver == "psycopg2"
+        study = optuna.create_study(storage=storage, study_name="psycopg2")
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        view = nbtune.StudyView(db.url, "psycopg2")
+        assert view.n_trials == 2
         view.close()
         storage.engine.dispose()
 
@@ -568,8 +587,6 @@ def test_sqlite_uses_wal_and_waits_out_a_locked_database(tmp_path, monkeypatch, 
 
 
 def test_a_lost_answer_to_a_commit_is_not_a_crash_and_creates_nothing_twice(monkeypatch):
-    import psycopg2
-
     with postgres_database() as db:
         storage = open_storage(db.url, heartbeat_interval=None)
         study = optuna.create_study(storage=storage, study_name="lost", direction="maximize")
@@ -577,6 +594,7 @@ def test_a_lost_answer_to_a_commit_is_not_a_crash_and_creates_nothing_twice(monk
         lost = {"armed": False, "count": 0, "wrote": False}
         dialect = storage.engine.dialect
         real_commit = dialect.do_commit
+        driver_error = dialect.loaded_dbapi.OperationalError  # psycopg 3's or psycopg2's
 
         @sqlalchemy.event.listens_for(factory, "after_flush")
         def wrote(session: Any, context: Any) -> None:
@@ -588,7 +606,7 @@ def test_a_lost_answer_to_a_commit_is_not_a_crash_and_creates_nothing_twice(monk
             if lost["wrote"] and lost["armed"]:
                 lost["armed"] = False
                 lost["count"] += 1
-                raise psycopg2.OperationalError("server closed the connection unexpectedly")
+                raise driver_error("server closed the connection unexpectedly")
             lost["wrote"] = False
 
         monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)

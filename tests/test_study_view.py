@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib.util
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
+from _support import postgres_admin
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -147,24 +149,14 @@ def writer(writer_process: WriterProcess) -> Iterator[WriterProcess]:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
+    admin = postgres_admin()  # psycopg 3, or psycopg2 where only it is installed
     name = f"nbtune_test_{uuid.uuid4().hex[:12]}"
-    admin = None
-    for user in ("postgres", "root"):
-        try:
-            admin = psycopg2.connect(
-                host="127.0.0.1", port=5432, user=user, dbname="postgres", connect_timeout=3
-            )
-            break
-        except psycopg2.OperationalError as exc:
-            error = exc
-    if admin is None:
-        skip_or_fail(f"PostgreSQL at 127.0.0.1:5432 unreachable: {error}")
-    admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
+    # A plain postgresql:// means psycopg 3 to SQLAlchemy 2.1, in Optuna as in nbtune.
+    scheme = "postgresql" if importlib.util.find_spec("psycopg") else "postgresql+psycopg2"
     try:
-        yield f"postgresql+psycopg2://{admin.info.user}@127.0.0.1:5432/{name}"
+        yield f"{scheme}://{admin.info.user}@127.0.0.1:5432/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -173,7 +165,9 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
-    pymysql = pytest.importorskip("pymysql")
+    pymysql = pytest.importorskip(
+        "pymysql", reason="PyMySQL is not installed (pip install -e '.[mysql]')"
+    )
     name = f"nbtune_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = pymysql.connect(

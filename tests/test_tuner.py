@@ -151,8 +151,11 @@ def test_the_optimizer_moves_toward_the_optimum(make_tuner):
     assert np.median(values[-10:]) > 0.6
 
 
-def test_seed_examples_run_with_only_the_import_changed(tmp_path, monkeypatch):
-    """The seed's first example, verbatim but for the script path and a smaller budget."""
+def test_cleanrl_documented_example_runs_with_only_the_import_changed(tmp_path, monkeypatch):
+    """CleanRL's documented example, verbatim but for the script path and a smaller budget.
+
+    Its deprecated suggest_loguniform / suggest_uniform calls stay: users paste them.
+    """
     monkeypatch.chdir(tmp_path)  # the default storage and runs folder land in the cwd
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the deprecated suggest_* spellings warn nothing
@@ -197,8 +200,8 @@ def test_seed_examples_run_with_only_the_import_changed(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("example", ["unknown_scales", "wandb"])
-def test_the_seeds_other_examples_run(tmp_path, monkeypatch, request, example):
-    """The seed's "w/o knowing the reward scales" and "w/ Weights and Biases" examples."""
+def test_cleanrl_documented_other_examples_run(tmp_path, monkeypatch, request, example):
+    """CleanRL's documented "w/o knowing the reward scales" and "w/ Weights and Biases" examples."""
     monkeypatch.chdir(tmp_path)
     extra = {}
     if example == "wandb":

@@ -31,7 +31,10 @@ try:
 except ImportError as exc:  # the widget stack is an extra; CI installs it
     if IN_CI:
         raise
-    pytest.skip(f"the widget stack is not installed: {exc}", allow_module_level=True)
+    pytest.skip(
+        f"the widget stack is not installed (pip install -e '.[widgets]'): {exc}",
+        allow_module_level=True,
+    )
 
 from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec

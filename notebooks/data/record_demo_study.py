@@ -1,7 +1,7 @@
 """Record the small pre-recorded study that the notebooks open (``demo_study.log``).
 
-It is the seed's study (PPO on CartPole-v1 and Acrobot-v1, the seed's search space, 100k steps,
-16 envs, median pruner), run for a few dozen trials with one seed each so that it records in
+It is the study of CleanRL's documented example (PPO on CartPole-v1 and Acrobot-v1, its search
+space, 100k steps, 16 envs, median pruner), run for a few dozen trials with one seed each so that it records in
 minutes on a laptop. The journal file keeps only what Optuna stores (trials, parameters, values,
 checkpoint reports and nbtune's per-environment attributes); the experiment folders are deleted.
 

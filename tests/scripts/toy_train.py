@@ -10,7 +10,7 @@ is ``score(flags) - 0.01 * (n - 1 - i)``, so the mean of the last ``k`` points i
 without ``--anneal-lr``, plus ``0.001 * seed``; the return is ``low + q * (high - low)`` with the
 environment's range in ``RANGES`` (``EnvA`` [0, 100], ``EnvB`` [-100, 0], and CleanRL's
 CartPole/Acrobot targets), so every environment normalizes to ``q``. It accepts the other flags
-of CleanRL's PPO that the seed's examples tune, and ignores them.
+of CleanRL's PPO that the examples of CleanRL's tuner documentation tune, and ignores them.
 """
 
 import argparse
