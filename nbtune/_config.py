@@ -310,7 +310,7 @@ class TunerConfig:
         set_(self, "interpreter", str(self.interpreter or sys.executable))
         runs_dir = self.runs_dir
         if runs_dir is None:
-            runs_dir = Path("nbtune_runs") / self.study_name
+            runs_dir = Path("nbtune_runs") / folder_name(self.study_name)
         set_(self, "runs_dir", Path(runs_dir).expanduser().resolve())
         set_(self, "env", {str(k): str(v) for k, v in (self.env or {}).items()})
         set_(self, "slot_env", tuple({str(k): str(v) for k, v in e.items()} for e in self.slot_env))
@@ -443,6 +443,24 @@ def _unknown_message(source: str, unknown: Sequence[str], known: set[str]) -> st
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
         parts.append(key + (f" (did you mean {close[0]!r}?)" if close else ""))
     return f"{source}: unknown field(s) {', '.join(parts)}; known: {', '.join(sorted(known))}"
+
+
+def folder_name(study_name: str) -> str:
+    """A study's name as one folder name: never a path (``/``, ``..``), unicode and spaces kept.
+
+    Separators and ``%`` are percent-encoded, so different names give different folders.
+
+    Example:
+        >>> folder_name("ppo cartpole é"), folder_name("../../x"), folder_name("/etc")
+        ('ppo cartpole é', '..%2F..%2Fx', '%2Fetc')
+        >>> folder_name(".."), folder_name("live.r1")
+        ('%2E%2E', 'live.r1')
+    """
+    name = study_name.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    name = name.replace("\0", "%00")
+    if name in ("", ".", ".."):
+        name = name.replace(".", "%2E") or "%00"
+    return name
 
 
 def check_positive_int(name: str, value: object) -> None:

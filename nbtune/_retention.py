@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -62,11 +63,25 @@ def reduce_to_logs(run_dir: Path) -> int:
     return freed
 
 
+def inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether ``path``, with links and ``..`` resolved, lies inside ``folder`` (or is it).
+
+    Example:
+        >>> inside("/runs/s/trial_00001/EnvA__seed0", "/runs/s")
+        True
+        >>> inside("/runs/s/../../home/me", "/runs/s")
+        False
+    """
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 def apply_retention(
     study: optuna.Study,
     keep_runs: str | int,
     finished: optuna.trial.FrozenTrial | None = None,
     reduced: set[int] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> int:
     """Apply the policy after a trial finished; return the bytes freed.
 
@@ -76,6 +91,9 @@ def apply_retention(
         finished: The trial that just finished (``"logs"`` reduces only its folders).
         reduced: Numbers of trials already reduced to logs; updated here, so a long study does
             not walk every old folder again after each trial.
+        runs_dir: The study folder: a recorded folder outside it is never touched (the folders
+            come from the study's database, which must not choose what is deleted).
+        log: Told of each folder left alone.
     """
     reduced = set() if reduced is None else reduced
     if keep_runs == KEEP_ALL:
@@ -95,5 +113,13 @@ def apply_retention(
             continue
         reduced.add(trial.number)
         for exp in trial.user_attrs.get(_attrs.EXPERIMENTS) or []:
-            freed += reduce_to_logs(Path(exp["run_dir"]))
+            run_dir = exp.get("run_dir") if isinstance(exp, dict) else None
+            if not isinstance(run_dir, str) or runs_dir is None or not inside(run_dir, runs_dir):
+                if log is not None:
+                    log(
+                        f"retention: trial {trial.number} records the folder {run_dir!r}, "
+                        f"outside the study folder {runs_dir}: left alone"
+                    )
+                continue
+            freed += reduce_to_logs(Path(run_dir))
     return freed

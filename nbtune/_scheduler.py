@@ -631,7 +631,14 @@ class Scheduler:
         state = self._tell_outcome(run)
         if self.config.keep_runs != "all":
             frozen = self.study._storage.get_trial(run.trial._trial_id)
-            apply_retention(self.study, self.config.keep_runs, frozen, self._reduced)
+            apply_retention(
+                self.study,
+                self.config.keep_runs,
+                frozen,
+                self._reduced,
+                runs_dir=self.config.runs_dir,
+                log=self._say,
+            )
         return state
 
     def _tell_outcome(self, run: _TrialRun) -> TrialState:

@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nbtune._budget import budget_state
+from nbtune._config import folder_name
 from nbtune._errors import ConfigError
 from nbtune._rescore import fork_study
 from nbtune._scheduler import RunSummary
@@ -440,7 +441,7 @@ class TuningSession:
                 study_name=fork.study_name,
                 target_scores=target_scores,
                 aggregation_type=aggregation,
-                runs_dir=tuner.config.runs_dir / fork.study_name,  # type: ignore[operator]
+                runs_dir=tuner.config.runs_dir / folder_name(fork.study_name),  # type: ignore[operator]
                 num_seeds=self.num_seeds,
             )
             new.study  # noqa: B018  (opens the fork: its spec matches)

@@ -96,6 +96,39 @@ class Param:
                 f"{where}: an int parameter needs whole numbers for low, high and step."
             )
 
+    def check_value(self, value: Any) -> Any:
+        """Return ``value`` as this parameter holds it, or refuse one it could never sample.
+
+        Example:
+            >>> Param("lr", "float", 1e-5, 1e-1, log=True).check_value(3e-4)
+            0.0003
+            >>> Param("lr", "float", 1e-5, 1e-1, log=True).check_value(-1)
+            Traceback (most recent call last):
+            ...
+            nbtune._errors.ConfigError: parameter 'lr': -1 is outside its range [1e-05, 0.1] ...
+        """
+        where = f"parameter {self.name!r}"
+        if self.type == "categorical":
+            choices = list(self.choices or ())
+            # 1 == True in Python: compare types too, as Optuna's choices do.
+            if not any(type(value) is type(c) and value == c for c in choices):
+                raise ConfigError(f"{where}: {value!r} must be one of its choices {choices}.")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {value!r} is not a number.")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {value!r} is not a finite number.")
+        if self.type == "int" and number != int(number):
+            raise ConfigError(f"{where}: {value!r} is not a whole number.")
+        assert self.low is not None and self.high is not None
+        if not self.low <= number <= self.high:
+            scale = " (log scale)" if self.log else ""
+            raise ConfigError(
+                f"{where}: {value!r} is outside its range [{self.low:g}, {self.high:g}]{scale}."
+            )
+        return int(number) if self.type == "int" else number
+
     @property
     def distribution(self) -> BaseDistribution:
         """The Optuna distribution."""

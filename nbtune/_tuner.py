@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial
 
 from nbtune import _attrs
 from nbtune._attrs import STUDY_SPEC, STUDY_SPEC_HISTORY
-from nbtune._budget import extend_budget
+from nbtune._budget import TOTAL_TRIALS, budget_state, extend_budget
 from nbtune._config import TunerConfig, check_positive_int, field_names
 from nbtune._errors import ConfigError, SpecMismatchError, TuningError
 from nbtune._output import best_summary, plural, quiet_optuna
@@ -517,16 +517,28 @@ class Tuner:
     def enqueue(self, params: Mapping[str, Any]) -> None:
         """Queue a known configuration (a baseline) to be tried next; it counts in the budget.
 
+        When the study has reached its total, the total grows by one so that it runs (and this
+        says so).
+
         Args:
             params: Values by flag name (``"learning-rate"``) or parameter name; parameters
                 left out are sampled.
 
         Raises:
-            ValueError: For a name the search space does not sample, or a categorical value
-                that is not one of its choices.
+            ConfigError: For a name the search space does not sample, or a value it could
+                never sample (out of range, not finite, not one of the choices); nothing is
+                stored then.
         """
-        self.study.enqueue_trial(self._to_param_names(params), skip_if_exists=False)
+        checked = self._to_param_names(params)
+        state = budget_state(self.study)
+        self.study.enqueue_trial(checked, skip_if_exists=False)
         self._say(f"nbtune: enqueued {dict(params)}")
+        if state.total is not None and state.finished + state.running >= state.total:
+            self.study.set_user_attr(TOTAL_TRIALS, state.finished + state.running + 1)
+            self._say(
+                f"nbtune: the study had reached its total of {state.total} trials; its total is "
+                f"now {state.finished + state.running + 1} so that this configuration runs"
+            )
 
     def enqueue_defaults(self) -> dict[str, Any]:
         """Queue the script's own defaults for every sampled parameter, read from its ``--help``.
@@ -556,14 +568,7 @@ class Tuner:
                     f"enqueue: {key!r} is not a sampled parameter{fixed}; sampled: "
                     f"{', '.join(by_flag) or 'none'}."
                 )
-            if param.type == "categorical" and value not in (param.choices or ()):
-                raise ConfigError(
-                    f"enqueue: {key!r} must be one of {list(param.choices or ())}, got {value!r}."
-                )
-            if param.type == "int":
-                value = int(value)
-            elif param.type == "float":
-                value = float(value)
+            value = param.check_value(value)
             out[param.name] = value
         return out
 

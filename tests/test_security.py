@@ -158,3 +158,95 @@ def test_the_key_is_readable_by_its_owner_only(make_tuner):
     key = Path(os.environ["NBTUNE_KEY_FILE"])
     assert key.stat().st_mode & 0o077 == 0
     assert len(key.read_bytes()) == 32
+
+
+def test_retention_never_deletes_a_folder_the_database_points_outside_the_runs_folder(
+    make_tuner, tmp_path
+):
+    victim = tmp_path / "home" / "me"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "id_rsa").write_text("secret")
+    (victim / "notes.txt").write_text("keep me")
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]}, keep_runs=0)
+    tuner.reserve(1, num_seeds=1)
+    # A database writer adds a finished trial whose experiment "ran" in the user's folder.
+    tuner.study.add_trial(
+        optuna.trial.create_trial(
+            value=0.0,
+            params={"learning-rate": 1e-3},
+            distributions={
+                "learning-rate": optuna.distributions.FloatDistribution(1e-5, 0.1, log=True)
+            },
+            user_attrs={_attrs.EXPERIMENTS: [{"run_dir": str(victim)}]},
+        )
+    )
+    tuner.replace(verbose=True).tune(1, num_seeds=1)
+    assert (victim / "sub" / "id_rsa").read_text() == "secret"
+    assert (victim / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/absolute", "..", "a/b"])
+def test_study_names_never_put_experiments_outside_the_runs_folder(name, make_tuner, tmp_path):
+    runs = tmp_path / "work"
+    runs.mkdir()
+    tuner = make_tuner(
+        study_name=name, runs_dir=None, params_fn=SPACE, target_scores={"EnvA": [0, 100]}
+    )
+    default_root = (Path.cwd() / "nbtune_runs").resolve()
+    assert tuner.config.runs_dir.parent == default_root
+    assert tuner.config.runs_dir.name not in ("", ".", "..")
+
+
+def test_unicode_and_spaces_in_study_names_stay_readable(make_tuner):
+    tuner = make_tuner(study_name="ppo cartpole é", runs_dir=None)
+    assert tuner.config.runs_dir.name == "ppo cartpole é"
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (-1, "outside its range"),
+        (float("nan"), "not a finite number"),
+        (1e999, "not a finite number"),
+        ("fast", "not a number"),
+    ],
+)
+def test_enqueued_values_are_checked_against_the_space_before_they_are_stored(
+    make_tuner, value, words
+):
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    tuner.reserve(1, num_seeds=1)
+    before = len(tuner.study.get_trials(deepcopy=False))
+    with pytest.raises(nbtune.ConfigError, match=words):
+        tuner.enqueue({"learning-rate": value})
+    assert len(tuner.study.get_trials(deepcopy=False)) == before
+
+
+def test_enqueue_past_the_total_raises_it_so_the_configuration_runs(make_tuner, capsys):
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]}, verbose=True)
+    tuner.tune(1, num_seeds=1)
+    tuner.enqueue({"learning-rate": 2e-3})
+    assert "its total is now 2" in capsys.readouterr().out
+    tuner.work()
+    trials = tuner.study.get_trials(deepcopy=False)
+    assert [t.params["learning-rate"] for t in trials][-1] == 2e-3
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_cli_enqueue_of_a_bad_value_is_one_clear_line(make_tuner):
+    tuner = make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]})
+    tuner.reserve(1, num_seeds=1)
+    out = cli(
+        "enqueue",
+        "--storage",
+        tuner.config.storage,
+        "--study",
+        "test",
+        "--params",
+        '{"learning-rate": -1}',
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "nbtune: error: parameter 'learning-rate': -1 is outside its range [1e-05, 0.1] "
+        "(log scale)."
+    ]
