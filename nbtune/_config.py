@@ -505,6 +505,7 @@ def add_config_flags(
         kind = f.metadata["cli"]
         if kind is None or f.metadata["scope"] not in scopes or f.name in exclude:
             continue
+        text = _help_text(f.metadata["doc"])
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:
             parser.add_argument(
@@ -512,7 +513,7 @@ def add_config_flags(
                 dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f.metadata["doc"].replace("%", "%%"),
+                help=text,
             )
         else:
             parser.add_argument(
@@ -520,9 +521,16 @@ def add_config_flags(
                 dest=f.name,
                 type=kind,
                 default=None,
-                help=f.metadata["doc"].replace("%", "%%"),
+                help=text,
                 metavar=f.name.upper(),
             )
+
+
+def _help_text(doc: str) -> str:
+    """A field's documentation as argparse help: lower case like argparse's own, ``%`` escaped."""
+    if len(doc) > 1 and doc[0].isupper() and doc[1].islower():
+        doc = doc[0].lower() + doc[1:]
+    return doc.replace("%", "%%")
 
 
 def flag_values(

@@ -173,8 +173,11 @@ def test_retarget_forks_and_continues_respace_and_enqueue_apply_to_new_trials(tm
             "learning-rate": {"type": "float", "low": 1e-3, "high": 2e-3, "log": True},
             "total-timesteps": 1000,
         })
-        session.enqueue({"learning-rate": 1.5e-3})
+        session.enqueue({"learning-rate": 1.5e-3})  # the budget was reached: it grows by one
         session.start()
+        session.wait(120)
+        after_enqueue = len(session.study.trials)
+        session.start()  # nothing left: a start adds num_trials
         session.wait(120)
         trials = session.study.trials
         result = {
@@ -183,6 +186,7 @@ def test_retarget_forks_and_continues_respace_and_enqueue_apply_to_new_trials(tm
             "values": [[parent_values[lr], fork_values[lr]] for lr in parent_values],
             "new_lrs": [t.params["learning-rate"] for t in trials[2:]],
             "n": len(trials),
+            "after_enqueue": after_enqueue,
             "study_events": [d["study_name"] for k, d in events if k == "study"],
             "spec_space_low": json.loads(session.study.user_attrs["nbtune:spec"])["space"][
                 "learning-rate"]["low"],
@@ -196,7 +200,8 @@ def test_retarget_forks_and_continues_respace_and_enqueue_apply_to_new_trials(tm
     # TensorBoard keeps float32 values: equal scores differ in the 8th digit
     assert all(fork <= parent + 1e-6 for parent, fork in result["values"]), result["values"]
     assert result["study_events"] == ["s.r1", "s.r1"]  # the fork, then the new space
-    assert result["n"] == 4  # the finished budget was reached: a start adds num_trials
+    assert result["after_enqueue"] == 3  # the two re-scored and the enqueued one
+    assert result["n"] == 5
     assert result["new_lrs"][0] == 1.5e-3  # the enqueued configuration runs first
     assert all(1e-3 <= lr <= 2e-3 for lr in result["new_lrs"]), result["new_lrs"]
     assert result["spec_space_low"] == 1e-3
