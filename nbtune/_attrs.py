@@ -19,6 +19,8 @@ Trial user attributes (JSON values):
 * ``script_sha256``: hash of the training script the trial ran.
 * ``versions``: ``{"nbtune": ..., "optuna": ..., "interpreter": "Python 3.11.7"}``.
 * ``fail_reason`` and ``stderr_tail``: why a failed trial failed, and the end of its stderr.
+* ``data_warnings``: ``list[str]``, parts of the experiments' event files that could not be read
+  (a corrupt record, a partial one at the end); the score comes from the points read.
 
 Trial system attributes:
 
@@ -48,6 +50,7 @@ SCRIPT_SHA256 = "script_sha256"
 VERSIONS = "versions"
 FAIL_REASON = "fail_reason"
 STDERR_TAIL = "stderr_tail"
+DATA_WARNINGS = "data_warnings"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"

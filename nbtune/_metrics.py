@@ -457,6 +457,7 @@ class _EventFile:
     fingerprint: bytes = b""
     max_wall_time: float = -math.inf
     count: int = 0  # points of the tag read from this file so far
+    records: int = 0  # records of any tag framed in this file so far
     corrupt_at: int | None = None  # offset of the corrupt record reading stopped at (warned once)
 
 
@@ -567,6 +568,42 @@ class ScalarTail:
     def skipped_records(self) -> int:
         """Records that held the tag but failed their data CRC or did not parse."""
         return self._skipped
+
+    def damage(self) -> list[str]:
+        """What could not be read, one line each; empty when every byte was read.
+
+        Call it once the writer has ended (while it runs, a record being written at the end of
+        a file is normal). It names each file that stops at a corrupt record or ends in a
+        partial one, with the bytes left unread and about how many records those held (from
+        the file's mean record size), and the records of the tag skipped for a bad CRC.
+        """
+        lines = []
+        for path in self._paths:
+            state = self._files[path]
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            unread = size - state.offset
+            if unread <= 0:
+                continue
+            name = os.path.basename(path)
+            if state.corrupt_at is not None:
+                records = state.records and round(unread / (state.offset / state.records))
+                lines.append(
+                    f"{name}: a corrupt record at byte {state.offset} stopped the reading; "
+                    f"{unread} bytes after it (about {max(records or 1, 1)} records) were lost"
+                )
+            else:
+                lines.append(
+                    f"{name}: it ends in a partial record ({unread} bytes): the script stopped "
+                    "while writing it, and what it held was lost"
+                )
+        if self._skipped:
+            lines.append(
+                f"{self._skipped} records of {self._tag!r} failed their CRC and were skipped"
+            )
+        return lines
 
     def last_n_mean(self, n: int) -> float | None:
         """Mean of the last n values (all if fewer); None if no point.
@@ -693,6 +730,7 @@ class ScalarTail:
             chunks: list[dict[str, np.ndarray]] = []
 
             def on_chunk(buf: bytes, frames: _Frames, offset: int) -> None:
+                state.records += len(frames.starts)
                 points = self._extract(buf, frames, state.path, offset)
                 if points is not None:
                     chunks.append(points)

@@ -87,6 +87,7 @@ class _TrialRun:
     checkpoint_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     tails_polled: float = 0.0
     told: bool = False  # this process told Optuna the trial's outcome
+    data_warnings: list[str] = field(default_factory=list)  # unreadable parts of event files
 
     @property
     def running(self) -> list[Experiment]:
@@ -508,6 +509,7 @@ class Scheduler:
         else:
             tail = run.tails[key]
             tail.poll()
+            self._warn_damage(run, where, tail)
             raw = tail.last_n_mean(self.config.metric_last_n_average_window)
             if raw is None:
                 tags = scalar_tags(exp.run_dir)
@@ -539,6 +541,21 @@ class Scheduler:
             )
         for listener in self.listeners:
             listener.on_experiment_end(run.trial, env_id, exp.seed, raw, normalized)
+
+    def _warn_damage(self, run: _TrialRun, where: str, tail: ScalarTail) -> None:
+        """Record on the trial what of an experiment's event files could not be read.
+
+        The score is still computed from the points read; a user looking at a surprising score
+        sees why in the log and in the trial's ``data_warnings`` attribute.
+        """
+        damage = tail.damage()
+        if not damage:
+            return
+        lines = [f"{where}: {line}" for line in damage]
+        run.data_warnings.extend(lines)
+        run.trial.set_user_attr(_attrs.DATA_WARNINGS, run.data_warnings)
+        for line in lines:
+            self._say(f"trial {run.trial.number} warning: {line}; scored from the points read")
 
     @staticmethod
     def _exit_reason(where: str, exp: Experiment, code: int) -> str:

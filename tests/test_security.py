@@ -250,3 +250,32 @@ def test_a_cli_enqueue_of_a_bad_value_is_one_clear_line(make_tuner):
         "nbtune: error: parameter 'learning-rate': -1 is outside its range [1e-05, 0.1] "
         "(log scale)."
     ]
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("truncate", "ends in a partial record ("),
+        ("corrupt", "a corrupt record at byte"),
+    ],
+)
+def test_damaged_event_files_are_scored_with_a_warning_naming_what_was_lost(
+    make_tuner, damage, words, capsys
+):
+    space = {"learning-rate": 1e-3, "total-timesteps": 2000, "damage": damage}
+    tuner = make_tuner(params_fn=space, target_scores={"EnvA": [0, 100]}, verbose=True)
+    tuner.tune(1, num_seeds=1)
+    (trial,) = tuner.study.get_trials(deepcopy=False)
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    warnings = trial.user_attrs[_attrs.DATA_WARNINGS]
+    assert len(warnings) == 1 and words in warnings[0] and warnings[0].startswith("EnvA seed 0")
+    if damage == "corrupt":
+        assert "about 10 records" in warnings[0] or "about 11 records" in warnings[0]
+    assert "scored from the points read" in capsys.readouterr().out
+
+
+def test_an_intact_event_file_records_no_warning(make_tuner):
+    tuner = make_tuner(params_fn={"learning-rate": 1e-3, "total-timesteps": 2000})
+    tuner.tune(1, num_seeds=1)
+    (trial,) = tuner.study.get_trials(deepcopy=False)
+    assert _attrs.DATA_WARNINGS not in trial.user_attrs

@@ -106,6 +106,13 @@ def main() -> int:
     parser.add_argument("--spawn-child", action="store_true", help="leave a grandchild running")
     parser.add_argument("--log-sleep", type=float, default=0.0, help="seconds between points")
     parser.add_argument(
+        "--damage",
+        choices=["none", "truncate", "corrupt"],
+        default="none",
+        help="after logging, cut the event file inside its last record, or corrupt the length "
+        "of the record in the middle (and still exit 0)",
+    )
+    parser.add_argument(
         "--metric-from", type=float, default=0.0, help="first fraction of training without metric"
     )
     args = parser.parse_args()
@@ -140,7 +147,10 @@ def main() -> int:
     writer = EventFileWriter(os.path.join("runs", run_name))
     n = args.total_timesteps // 100
     base = score(args.learning_rate, args.anneal_lr, args.seed, args.env_id)
+    middle = None
     for i in range(n):
+        if i == n // 2:
+            middle = writer._f.tell()
         step = (i + 1) * 100
         if step < args.metric_from * args.total_timesteps:
             tag, value = "charts/SPS", 1000.0  # like a run whose first episode ends late
@@ -158,6 +168,14 @@ def main() -> int:
             writer.flush()
             time.sleep(args.log_sleep)
     writer.close()
+    if args.damage != "none":
+        path = writer._f.name
+        with open(path, "r+b") as f:
+            if args.damage == "truncate":
+                f.truncate(os.path.getsize(path) - 20)
+            else:
+                f.seek(middle)
+                f.write(b"\xff" * 8)
     print(f"{args.env_id} seed {args.seed}: final return {base:.4f}")
     return 0
 
