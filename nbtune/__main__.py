@@ -247,7 +247,31 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_objectives(view: StudyView) -> None:
+    """A study of several objectives (a plain Optuna one): counts and each objective's best."""
+    directions = ", ".join(d.name.lower() for d in view.directions)
+    print(f"study {view.study_name!r} in {view.storage_description} ({directions})")
+    info = get_status_info(view)
+    counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(info.counts.items()) if n)
+    print(f"  {plural(view.n_trials, 'trial')}: {counts or 'none yet'}")
+    names = view.metric_names or tuple(f"objective {i}" for i in range(len(view.directions)))
+    for i, name in enumerate(names):
+        number = view.best_number(i)
+        if number is None:
+            print(f"  best {name}: no completed trial yet")
+            continue
+        values = ", ".join(_fmt(v) for v in view.trial(number).values)
+        print(f"  best {name}: trial {number} ({values})")
+    print(
+        "  nbtune scores one objective; this study has several: export a trial with "
+        "nbtune export --trial N"
+    )
+
+
 def _print_summary(view: StudyView, top: int) -> None:
+    if view.is_multi_objective:
+        _print_objectives(view)
+        return
     raw_spec = view.spec
     spec = None if raw_spec is None else StudySpec.from_json(raw_spec)
     info = get_status_info(view)
@@ -295,6 +319,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                 trial = view.trial(args.trial)
             except KeyError:
                 raise CLIError(f"study {args.study!r} has no trial {args.trial}") from None
+        elif view.is_multi_objective:
+            raise CLIError(
+                f"study {args.study!r} has {len(view.directions)} objectives, so it has no single "
+                "best trial: give --trial N (nbtune show lists the best trial of each objective)"
+            )
         else:
             trial = view.best_trial
             if trial is None:
@@ -302,7 +331,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = {
         "study": args.study,
         "trial": trial.number,
-        "value": trial.value,
+        "value": trial.value if len(trial.values or ()) <= 1 else None,
+        "values": trial.values,
         "state": trial.state.name,
         "params": trial.params,
         "config": trial_config(trial, spec),

@@ -187,3 +187,24 @@ def test_a_worker_refuses_a_study_whose_params_fn_is_not_declarative(tmp_path, m
     out = nbtune("worker", "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study", "cli")
     assert out.returncode == 2
     assert "not declarative" in out.stderr and "'k'" in out.stderr
+
+
+def test_show_and_export_on_a_study_of_several_objectives(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'multi.db'}"
+    study = optuna.create_study(
+        study_name="multi", storage=storage, directions=["maximize", "minimize"]
+    )
+    study.set_metric_names(["score", "seconds"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=4)
+    out = nbtune("show", "--storage", storage, "--study", "multi")
+    assert out.returncode == 0, out.stderr
+    assert "(maximize, minimize)" in out.stdout
+    assert "best score: trial" in out.stdout and "best seconds: trial" in out.stdout
+    out = nbtune("export", "--storage", storage, "--study", "multi")
+    assert out.returncode == 2
+    assert "has 2 objectives" in out.stderr and "--trial N" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = nbtune("export", "--storage", storage, "--study", "multi", "--trial", "1")
+    assert out.returncode == 0, out.stderr
+    exported = json.loads(out.stdout)
+    assert exported["values"] == study.trials[1].values and exported["value"] is None
