@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from nbtune import _attrs
 from nbtune._budget import budget_state
 from nbtune._results import best_trial, trial_config, trial_flags
 from nbtune._scheduler import TuningError
@@ -227,7 +228,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     header = ["trial", "value", *envs, *sorted(done[0].params)]
     rows = []
     for t in done[: args.top]:
-        per_env = t.user_attrs.get("normalized_scores") or {}
+        per_env = t.user_attrs.get(_attrs.NORMALIZED_SCORES) or {}
         env_cells = [_fmt(_mean(per_env.get(e))) for e in envs]
         rows.append(
             [
@@ -266,8 +267,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "params": trial.params,
         "config": trial_config(trial, spec),
         "command": trial_flags(trial, spec),
-        "raw_scores": trial.user_attrs.get("raw_scores"),
-        "normalized_scores": trial.user_attrs.get("normalized_scores"),
+        _attrs.RAW_SCORES: trial.user_attrs.get(_attrs.RAW_SCORES),
+        _attrs.NORMALIZED_SCORES: trial.user_attrs.get(_attrs.NORMALIZED_SCORES),
     }
     text = json.dumps(out, indent=2)
     if args.output:
@@ -292,7 +293,7 @@ def _load(storage: Any, url: str, name: str) -> optuna.Study:
 
 
 def _spec(study: optuna.Study) -> StudySpec | None:
-    raw = study.user_attrs.get("nbtune:spec")
+    raw = study.user_attrs.get(_attrs.STUDY_SPEC)
     return None if raw is None else StudySpec.from_json(raw)
 
 

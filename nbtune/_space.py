@@ -30,6 +30,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from nbtune import _optuna
+
 ParamsFn = Callable[[Any], Mapping[str, Any]]
 _LITERALS = (str, int, float, bool, type(None))
 
@@ -122,7 +124,7 @@ class Param:
 
     def suggest(self, trial: optuna.Trial) -> Any:
         """Sample this parameter on a trial."""
-        return trial._suggest(self.name, self.distribution)
+        return _optuna.suggest(trial, self.name, self.distribution)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: only the fields that apply."""
@@ -235,7 +237,7 @@ class SearchSpace:
         for flag, entry in self.entries.items():
             if isinstance(entry, Param):
                 if isinstance(trial, (optuna.Trial, RecordingTrial)):
-                    target = trial._trial if isinstance(trial, RecordingTrial) else trial
+                    target = trial.optuna_trial if isinstance(trial, RecordingTrial) else trial
                     out[flag] = entry.suggest(target)
                     if isinstance(trial, RecordingTrial):
                         trial.distributions[entry.name] = entry.distribution
@@ -435,6 +437,11 @@ class RecordingTrial:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._trial, name)
+
+    @property
+    def optuna_trial(self) -> optuna.Trial:
+        """The Optuna trial this recorder samples on."""
+        return self._trial
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False

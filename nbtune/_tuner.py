@@ -23,8 +23,8 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from nbtune import _attrs
-from nbtune._attrs import STUDY_SPEC
+from nbtune import _attrs, _optuna
+from nbtune._attrs import STUDY_SPEC, STUDY_SPEC_HISTORY
 from nbtune._budget import extend_budget
 from nbtune._progress import ProgressBar
 from nbtune._resources import DEFAULT_MEMORY_PER_EXPERIMENT, default_slots
@@ -244,7 +244,7 @@ class Tuner:
         if (
             self.n_slots > 1
             and isinstance(sampler, optuna.samplers.TPESampler)
-            and not getattr(sampler, "_constant_liar", True)
+            and not _optuna.tpe_constant_liar(sampler)
         ):
             warnings.warn(
                 f"{self.n_slots} slots run trials concurrently, but this TPESampler has "
@@ -409,9 +409,9 @@ class Tuner:
                 self._stored_spec = stored_spec
             else:
                 if diff:
-                    history = list(existing.user_attrs.get(STUDY_SPEC + "_history", []))
+                    history = list(existing.user_attrs.get(STUDY_SPEC_HISTORY, []))
                     history.append(stored)
-                    existing.set_user_attr(STUDY_SPEC + "_history", history)
+                    existing.set_user_attr(STUDY_SPEC_HISTORY, history)
                     self._say("nbtune: continuing with a changed definition:\n" + "\n".join(diff))
                 existing.set_user_attr(STUDY_SPEC, spec.to_json())
                 self._stored_spec = spec
