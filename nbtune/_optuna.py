@@ -120,24 +120,13 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> A
     private = getattr(trial, "_suggest", None)
     if private is not None:
         return private(name, distribution)
-    if isinstance(distribution, FloatDistribution):
-        low, high, step, log = (
-            distribution.low,
-            distribution.high,
-            distribution.step,
-            distribution.log,
-        )
-        return trial.suggest_float(name, low, high, step=step, log=log)
-    if isinstance(distribution, IntDistribution):
-        low, high, step, log = (
-            distribution.low,
-            distribution.high,
-            distribution.step,
-            distribution.log,
-        )
-        return trial.suggest_int(name, low, high, step=step, log=log)
-    if isinstance(distribution, CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
+    dist = distribution
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
     raise TypeError(f"unsupported distribution {distribution!r}")
 
 
