@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from nbtune._attrs import NORMALIZED_SCORES, RAW_SCORES, STUDY_SPEC
+from nbtune import _attrs
 from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
 from nbtune._errors import NbtuneError
 from nbtune._output import env_seed_hint, plural
@@ -210,7 +210,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     owner has looked at what it runs and signed it here.
     """
     with StudyView(args.storage, args.study) as view:
-        raw = view.user_attrs.get(STUDY_SPEC)
+        raw = view.user_attrs.get(_attrs.STUDY_SPEC)
         if raw is None:
             raise CLIError(f"study {args.study!r} has no nbtune definition to sign")
         problem = signature_problem(args.study, dict(view.user_attrs))
@@ -296,7 +296,7 @@ def _print_summary(view: StudyView, top: int) -> None:
     header = ["trial", "value", *envs, *names]
     rows = []
     for t in best:
-        per_env = t.user_attrs.get(NORMALIZED_SCORES) or {}
+        per_env = t.user_attrs.get(_attrs.NORMALIZED_SCORES) or {}
         rows.append(
             [
                 str(t.number),
@@ -337,8 +337,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "params": trial.params,
         "config": trial_config(trial, spec),
         "command": trial_flags(trial, spec),
-        "raw_scores": trial.user_attrs.get(RAW_SCORES),
-        "normalized_scores": trial.user_attrs.get(NORMALIZED_SCORES),
+        _attrs.RAW_SCORES: trial.user_attrs.get(_attrs.RAW_SCORES),
+        _attrs.NORMALIZED_SCORES: trial.user_attrs.get(_attrs.NORMALIZED_SCORES),
     }
     text = json.dumps(out, indent=2)
     if args.output:

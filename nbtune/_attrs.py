@@ -28,15 +28,29 @@ Trial system attributes:
 * ``nbtune:fail_kind``: why a trial failed: ``"script"`` (the script crashed, logged no metric
   or timed out: counts as a finished trial), ``"interrupted"`` (Ctrl-C, SIGTERM, a stop request)
   or ``"stale"`` (its process died; the trial is retried).
+* ``nbtune:reserved``: wall-clock time a blank trial was enqueued to reserve the budget (see
+  :mod:`nbtune._budget`).
+* ``nbtune:create_token``: a random token that makes a retried trial creation find the trial
+  its lost first attempt committed (relational storages, see
+  :class:`nbtune._storage.ResilientRDBStorage`).
+* ``nbtune:forked_from``: the number of the parent study's trial that a re-scored fork's trial
+  copies (see :func:`nbtune.fork_study`).
 
 Study user attributes:
 
 * ``nbtune:spec``: the stored study spec (JSON).
-* ``nbtune:spec_history``: earlier specs replaced with ``override_spec=True``, oldest first.
+* ``nbtune:spec_history``: ``list`` of the specs a study had before it was continued with a
+  changed definition (``override_spec``), oldest first.
 * ``nbtune:spec_signature``: ``{"hmac": ..., "key": ...}``, the spec's signature with the key of
   the machine that stored it (see :mod:`nbtune._trust`).
-* ``nbtune:parent``: in a fork (re-scored under new targets), the name of the study it was
-  forked from.
+* ``nbtune:total_trials``: the study's trial budget, shared by all its processes.
+* ``nbtune:parent``: the name of the study that a re-scored fork was made from.
+
+Keys Optuna itself stores, which nbtune reads:
+
+* ``failed_trial`` (trial system attribute): the id of the failed trial that a retry repeats.
+* ``fixed_params`` (trial system attribute): the parameters of an enqueued trial.
+* ``study:metric_names`` (study system attribute): the names of ``Study.set_metric_names``.
 """
 
 from __future__ import annotations
@@ -54,7 +68,16 @@ DATA_WARNINGS = "data_warnings"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
+RESERVED = "nbtune:reserved"
+CREATE_TOKEN = "nbtune:create_token"
+FORKED_FROM = "nbtune:forked_from"
+
 STUDY_SPEC = "nbtune:spec"
 STUDY_SPEC_HISTORY = "nbtune:spec_history"
 SPEC_SIGNATURE = "nbtune:spec_signature"
+TOTAL_TRIALS = "nbtune:total_trials"
 PARENT = "nbtune:parent"
+
+OPTUNA_FAILED_TRIAL = "failed_trial"
+OPTUNA_FIXED_PARAMS = "fixed_params"
+OPTUNA_METRIC_NAMES = "study:metric_names"

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nbtune import _attrs
+from nbtune import _attrs, _optuna
+from nbtune._attrs import TOTAL_TRIALS
 
-TOTAL_TRIALS = "nbtune:total_trials"
-_RESERVED = "nbtune:reserved"
+#: System attributes of trials Optuna queued first: retries, enqueued configurations.
+_FIRST_MARKS = frozenset({_attrs.OPTUNA_FAILED_TRIAL, _attrs.OPTUNA_FIXED_PARAMS})
 #: System attributes of trials taken from the queue: reservations, retries, enqueued ones.
-QUEUED_MARKS = frozenset({_RESERVED, "failed_trial", "fixed_params"})
+QUEUED_MARKS = frozenset({_attrs.RESERVED, *_FIRST_MARKS})
 #: Blank reservations made ahead of time; more are made on demand as trials are claimed.
 RESERVE_AHEAD = 16
 
@@ -106,7 +107,9 @@ def extend_budget(study: optuna.Study, num_trials: int) -> BudgetState:
 def reserve_slot(study: optuna.Study) -> None:
     """Enqueue one blank trial: its parameters are sampled when a process pops it."""
     study.add_trial(
-        optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={_RESERVED: time.time()})
+        optuna.trial.create_trial(
+            state=TrialState.WAITING, system_attrs={_attrs.RESERVED: time.time()}
+        )
     )
 
 
@@ -139,7 +142,7 @@ def claim_trial(study: optuna.Study) -> optuna.Trial | None:
             # Another claim in flight besides this one was counted: it may be racing for the
             # same last trial and giving its own back too, so try again apart from it.
             racing = attempt < attempts - 1 and state.claiming > 1
-            study._storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+            _optuna.study_storage(study).set_trial_state_values(trial_id, state=TrialState.WAITING)
             if not racing:
                 return None  # the total is really reached by trials that run
             time.sleep(random.uniform(0.02, 0.25))  # apart from the other claimant, then retry
@@ -153,18 +156,18 @@ def _pop_waiting(study: optuna.Study) -> int | None:
 
     Study.ask() pops the same way (oldest first) but falls back to creating a new trial.
     """
-    study._thread_local.cached_all_trials = None
-    waiting = study._storage.get_all_trials(
-        study._study_id, deepcopy=False, states=(TrialState.WAITING,)
+    _optuna.forget_cached_trials(study)
+    storage = _optuna.study_storage(study)
+    waiting = storage.get_all_trials(
+        _optuna.study_id(study), deepcopy=False, states=(TrialState.WAITING,)
     )
     # Retries ("failed_trial") and enqueued configurations ("fixed_params") go first.
-    waiting.sort(
-        key=lambda t: (not {"failed_trial", "fixed_params"} & t.system_attrs.keys(), t.number)
-    )
+    waiting.sort(key=lambda t: (not _FIRST_MARKS & t.system_attrs.keys(), t.number))
     for trial in waiting:
+        trial_id = _optuna.trial_id(trial)
         try:
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process finished it meanwhile
     return None
@@ -178,7 +181,7 @@ def others_working(study: optuna.Study, own: set[int]) -> bool:
     by some other tool would never end, and no one should wait for it.
     """
     return any(
-        trial._trial_id not in own
+        _optuna.trial_id(trial) not in own
         and (_attrs.HEARTBEAT in trial.system_attrs or QUEUED_MARKS & trial.system_attrs.keys())
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     )

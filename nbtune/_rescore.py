@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nbtune import _attrs
-from nbtune._budget import TOTAL_TRIALS
+from nbtune import _attrs, _optuna
+from nbtune._attrs import PARENT, TOTAL_TRIALS
 from nbtune._errors import ConfigError
 from nbtune._scoring import (
     check_aggregation,
@@ -27,8 +27,6 @@ from nbtune._scoring import (
     trial_value,
 )
 from nbtune._trust import store_spec, trusted_spec
-
-PARENT = _attrs.PARENT
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ def fork_study(
     spec.targets = {k: None if v is None else list(v) for k, v in targets.items()}
     spec.aggregation = aggregation
 
-    storage = study._storage
+    storage = _optuna.study_storage(study)
     existing = {
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
@@ -155,7 +153,7 @@ def fork_study(
             if state == TrialState.PRUNED:
                 value = intermediate[max(intermediate)] if intermediate else None
         system_attrs = {k: v for k, v in trial.system_attrs.items() if k != _attrs.HEARTBEAT}
-        system_attrs["nbtune:forked_from"] = trial.number
+        system_attrs[_attrs.FORKED_FROM] = trial.number
         frozen = optuna.trial.create_trial(
             state=state,
             value=value,

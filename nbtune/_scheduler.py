@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
-from nbtune import _attrs
+from nbtune import _attrs, _optuna
 from nbtune._budget import budget_state, claim_trial, others_working, reserve_slot
 from nbtune._errors import TuningError
 from nbtune._experiment import Experiment, build_argv
@@ -333,7 +333,7 @@ class Scheduler:
         """Record the heartbeat of every running trial."""
         for run in list(self._active):
             try:
-                record_heartbeat(self.study, run.trial._trial_id)
+                record_heartbeat(self.study, _optuna.trial_id(run.trial))
             except Exception:
                 if not self._lost_to_another_process(run):
                     raise
@@ -349,7 +349,7 @@ class Scheduler:
         if run.told:
             return False
         try:
-            stored = self.study._storage.get_trial(run.trial._trial_id)
+            stored = _optuna.study_storage(self.study).get_trial(_optuna.trial_id(run.trial))
         except Exception:
             return False
         if not stored.state.is_finished():
@@ -358,7 +358,7 @@ class Scheduler:
             exp.stop()
         run.pending.clear()
         self._active.remove(run)
-        forget_trial(self.study, run.trial._trial_id)
+        forget_trial(self.study, _optuna.trial_id(run.trial))
         self._say(
             f"trial {run.trial.number} was ended by another process ({stored.state.name.lower()}, "
             "its heartbeat looked stale); its experiments here are stopped and a retry, if any, "
@@ -370,7 +370,7 @@ class Scheduler:
         trial = claim_trial(self.study)
         if trial is None:
             return None
-        record_heartbeat(self.study, trial._trial_id)
+        record_heartbeat(self.study, _optuna.trial_id(trial))
         self._check_script()
         envs = list(self.config.target_scores)
         seeds = list(range(self.num_seeds))
@@ -647,7 +647,7 @@ class Scheduler:
     def _finish_trial(self, run: _TrialRun) -> TrialState:
         state = self._tell_outcome(run)
         if self.config.keep_runs != "all":
-            frozen = self.study._storage.get_trial(run.trial._trial_id)
+            frozen = _optuna.study_storage(self.study).get_trial(_optuna.trial_id(run.trial))
             apply_retention(
                 self.study,
                 self.config.keep_runs,
@@ -711,7 +711,8 @@ class Scheduler:
         trial = run.trial
         trial.set_user_attr(_attrs.FAIL_REASON, reason)
         trial.set_user_attr(_attrs.STDERR_TAIL, stderr[-4000:])
-        self.study._storage.set_trial_system_attr(trial._trial_id, _attrs.FAIL_KIND, kind)
+        storage = _optuna.study_storage(self.study)
+        storage.set_trial_system_attr(_optuna.trial_id(trial), _attrs.FAIL_KIND, kind)
         self.study.tell(trial, state=TrialState.FAIL)
         self._say(f"trial {trial.number} failed: {reason}")
         self._notify_end(run, TrialState.FAIL, None)

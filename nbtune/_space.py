@@ -30,6 +30,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from nbtune import _optuna
 from nbtune._errors import ConfigError, NbtuneError
 
 ParamsFn = Callable[[Any], Mapping[str, Any]]
@@ -157,7 +158,7 @@ class Param:
 
     def suggest(self, trial: optuna.Trial) -> Any:
         """Sample this parameter on a trial."""
-        return trial._suggest(self.name, self.distribution)
+        return _optuna.suggest(trial, self.name, self.distribution)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: only the fields that apply."""
@@ -270,7 +271,7 @@ class SearchSpace:
         for flag, entry in self.entries.items():
             if isinstance(entry, Param):
                 if isinstance(trial, (optuna.Trial, RecordingTrial)):
-                    target = trial._trial if isinstance(trial, RecordingTrial) else trial
+                    target = trial.optuna_trial if isinstance(trial, RecordingTrial) else trial
                     out[flag] = entry.suggest(target)
                     if isinstance(trial, RecordingTrial):
                         trial.distributions[entry.name] = entry.distribution
@@ -470,6 +471,11 @@ class RecordingTrial:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._trial, name)
+
+    @property
+    def optuna_trial(self) -> optuna.Trial:
+        """The Optuna trial this recorder samples on."""
+        return self._trial
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False

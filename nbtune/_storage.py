@@ -40,16 +40,16 @@ import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from nbtune import _attrs
+from nbtune import _attrs, _optuna
 from nbtune._budget import QUEUED_MARKS
 from nbtune._errors import StorageUnavailableError
 
 DEFAULT_STORAGE = "sqlite:///cleanrl_hpopt.db"
 #: Seconds a storage call keeps retrying while the database is unreachable.
 DEFAULT_RETRY_SECONDS = 120.0
-_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+#: Endings of a journal file storage's path.
+JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _SQLITE_BUSY_TIMEOUT = 60.0  # seconds SQLite waits for a lock before "database is locked"
-_CREATE_TOKEN = "nbtune:create_token"
 # user:password@ (password up to the last "@" before the path: more hidden rather than less).
 _PASSWORD_IN_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?#]*):[^?#]*@")
 _PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[&;])(?:password|passwd|pwd)=)[^&;#]*")
@@ -123,14 +123,11 @@ def describe_storage(storage: str | os.PathLike[str] | BaseStorage) -> str:
     """
     if isinstance(storage, (str, os.PathLike)):
         return redact_url(os.fspath(storage))
-    backend = getattr(storage, "_backend", None)  # Optuna's cache wraps RDB storages
-    for rdb in (storage, backend):
-        if isinstance(rdb, RDBStorage):
-            return redact_url(str(rdb.url))
-    path = getattr(backend, "_file_path", None)
-    if isinstance(storage, JournalStorage) and isinstance(path, str):
-        return path
-    return type(storage).__name__
+    rdb = _optuna.rdb_storage(storage)  # Optuna's cache wraps RDB storages
+    if rdb is not None:
+        return redact_url(str(rdb.url))
+    path = _optuna.journal_file_path(storage)
+    return path if path is not None else type(storage).__name__
 
 
 def resolve_storage_url(url: str) -> str:
@@ -180,7 +177,7 @@ def open_storage(
     must_exist: bool = False,
     retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> BaseStorage:
-    """Open a storage given as a URL, a journal-file path, or a storage object.
+    """Open a storage to run a study in, given as a URL, a journal-file path, or a storage object.
 
     Args:
         storage: A database URL (``sqlite:///study.db``, ``postgresql://...``,
@@ -214,17 +211,10 @@ def open_storage(
         return storage
     text = os.fspath(storage)
     if "://" not in text:
-        if text.endswith(_JOURNAL_SUFFIXES):
-            path = Path(text).expanduser().resolve()
-            if must_exist and not path.exists():
-                raise ValueError(f"journal file {path} does not exist; check the path.")
-            from optuna.storages.journal import JournalFileBackend
-
-            return JournalStorage(JournalFileBackend(str(path)))
-        raise ValueError(
-            f"storage {text!r} is neither a database URL (sqlite:///file.db, postgresql://..., "
-            "mysql://...) nor a journal file path ending in .log, .jsonl or .journal."
-        )
+        path = _journal_path(text)
+        if must_exist and not path.exists():
+            raise ValueError(f"journal file {path} does not exist; check the path.")
+        return _open_journal(path)
     url = resolve_storage_url(text)
     path = sqlite_path(url)
     if path is not None and must_exist and not path.exists():
@@ -232,13 +222,8 @@ def open_storage(
             f"SQLite file {path} does not exist: a worker joins an existing study. "
             "Check the path (relative paths are resolved from the current directory)."
         )
-    engine_kwargs: dict[str, Any] = {}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT}}
-    else:
-        # Survive a database restart or a dropped connection between two polls.
-        engine_kwargs = {"pool_pre_ping": True}
     with warnings.catch_warnings():
         # The heartbeat arguments are marked experimental since Optuna 2.9; nbtune relies on them.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -250,7 +235,7 @@ def open_storage(
         try:
             rdb = ResilientRDBStorage(
                 url,
-                engine_kwargs=engine_kwargs,
+                engine_kwargs=_engine_kwargs(url),
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=callback,
@@ -275,6 +260,84 @@ def open_storage(
         _enable_wal(rdb)
         _begin_transactions_at_once(rdb.engine)
     return rdb
+
+
+def open_storage_for_reading(storage: str | os.PathLike[str] | BaseStorage) -> BaseStorage:
+    """Open a storage to read a study from, refusing to create files that do not exist.
+
+    Unlike :func:`open_storage`, nothing here writes: no heartbeat, no retried calls, no WAL
+    switch or locking transactions on SQLite, no parent folder created. The study view and the
+    widget read this way while workers write.
+
+    Args:
+        storage: An Optuna storage object (returned as is), a database URL (``sqlite:///f.db``,
+            ``postgresql+psycopg2://...``, ``mysql+pymysql://...``), or the path of an Optuna
+            journal file (ending in ``.log``, ``.jsonl`` or ``.journal``).
+
+    Returns:
+        The storage: an :class:`~optuna.storages.RDBStorage` for URLs (the view does its own
+        caching), a :class:`~optuna.storages.JournalStorage` for journal files.
+
+    Raises:
+        FileNotFoundError: The SQLite or journal file does not exist.
+        ValueError: The string is neither a URL nor a journal file path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "study.log"
+        >>> open_storage_for_reading(path)
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: journal file .../study.log does not exist
+        >>> path.touch()
+        >>> type(open_storage_for_reading(path)).__name__
+        'JournalStorage'
+
+    """
+    if isinstance(storage, BaseStorage):
+        return storage
+    text = os.fspath(storage)
+    if "://" not in text:
+        path = _journal_path(text)
+        if not path.exists():
+            raise FileNotFoundError(f"journal file {path} does not exist")
+        return _open_journal(path)
+    url = resolve_storage_url(text)  # postgresql:// and mysql:// with installed drivers
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"SQLite file {path} does not exist")
+    try:
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:
+        if any(password in str(exc) for password in url_passwords(url)):
+            # Never show a password, even in an error.
+            raise RuntimeError(f"cannot open {redact_url(url)}: {scrub(str(exc), url)}") from None
+        raise
+
+
+def _journal_path(text: str) -> Path:
+    """The absolute path of a journal file, or ValueError for a string that names no storage."""
+    if not text.endswith(JOURNAL_SUFFIXES):
+        raise ValueError(
+            f"storage {redact_url(text)!r} is neither a database URL (sqlite:///file.db, "
+            "postgresql://..., mysql://...) nor a journal file path ending in .log, .jsonl or "
+            ".journal."
+        )
+    return Path(text).expanduser().resolve()
+
+
+def _open_journal(path: Path) -> JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for reading and writing ``url``."""
+    if url.startswith("sqlite:"):
+        return {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT}}
+    # Survive a database restart or a dropped connection between two polls.
+    return {"pool_pre_ping": True}
 
 
 def _enable_wal(storage: RDBStorage) -> None:
@@ -303,7 +366,7 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             k: v
             for k, v in trial.system_attrs.items()
-            if k not in (_attrs.HEARTBEAT, _attrs.FAIL_KIND, _CREATE_TOKEN)
+            if k not in (_attrs.HEARTBEAT, _attrs.FAIL_KIND, _attrs.CREATE_TOKEN)
         }
         super().__call__(study, trial)
 
@@ -403,7 +466,7 @@ def _retried(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class ResilientRDBStorage(RDBStorage):
+class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
     """Optuna's relational storage, with every call retried while the database is unreachable.
 
     A lost or refused connection, a server restart, a killed session, or SQLite's "database is
@@ -509,47 +572,47 @@ class ResilientRDBStorage(RDBStorage):
 
         return self._retry(operation)
 
-    def _create_new_trial(
-        self, study_id: int, template_trial: FrozenTrial | None = None
+    def create_trial_with(
+        self,
+        study_id: int,
+        template_trial: FrozenTrial | None,
+        create: Callable[[FrozenTrial | None], FrozenTrial],
     ) -> FrozenTrial:
         """Create a trial; a template's copy carries a token so a retry never creates two."""
         if template_trial is None:
-            return self._retry(lambda _: RDBStorage._create_new_trial(self, study_id, None))
+            return self._retry(lambda _: create(None))
         token = uuid.uuid4().hex
         template = copy.copy(template_trial)
-        template.system_attrs = {**template_trial.system_attrs, _CREATE_TOKEN: token}
+        template.system_attrs = {**template_trial.system_attrs, _attrs.CREATE_TOKEN: token}
         try:
-            return self._retry(lambda _: RDBStorage._create_new_trial(self, study_id, template))
+            return self._retry(lambda _: create(template))
         finally:
             self._tokens_tried.discard(token)
 
-    def _get_prepared_new_trial(
+    def find_created_trial(
         self, study_id: int, template_trial: FrozenTrial | None, session: Any
     ) -> Any:
+        """The trial an earlier attempt of this creation committed, or ``None``."""
         # Optuna retries a failed creation itself (and so may we): from the second attempt on,
         # look for the trial a previous attempt committed, under the study's row lock.
-        token = None if template_trial is None else template_trial.system_attrs.get(_CREATE_TOKEN)
-        if token is not None:
-            if token in self._tokens_tried:
-                from optuna.storages._rdb import models
-
-                attr = models.TrialSystemAttributeModel
-                existing = (
-                    session.query(models.TrialModel)
-                    .join(attr, attr.trial_id == models.TrialModel.trial_id)
-                    .filter(models.TrialModel.study_id == study_id)
-                    .filter(attr.key == _CREATE_TOKEN, attr.value_json == json.dumps(token))
-                    .one_or_none()
-                )
-                if existing is not None:
-                    return existing
-            self._tokens_tried.add(token)
-        return super()._get_prepared_new_trial(study_id, template_trial, session)
+        attrs = {} if template_trial is None else template_trial.system_attrs
+        token = attrs.get(_attrs.CREATE_TOKEN)
+        if token is None:
+            return None
+        if token in self._tokens_tried:
+            existing = _optuna.find_trial_row_by_system_attr(
+                session, study_id, _attrs.CREATE_TOKEN, json.dumps(token)
+            )
+            if existing is not None:
+                return existing
+        self._tokens_tried.add(token)
+        return None
 
 
-# Every other call the study, the cache and the heartbeat make is retried as it is. Methods that
-# only delegate to a retried one (create_new_trial, set_trial_param, get_all_trials) are left
-# alone: their inner call retries.
+# Every other call the study, the cache and the heartbeat make is retried as it is, the private
+# ones Optuna calls directly included (wrapped by nbtune._optuna). Methods that only delegate to
+# a retried one (create_new_trial, set_trial_param, get_all_trials) are left alone: their inner
+# call retries.
 for _name in (
     "create_new_study",
     "delete_study",
@@ -563,21 +626,18 @@ for _name in (
     "get_trial_user_attrs",
     "get_trial_system_attrs",
     "get_all_studies",
-    "_set_trial_param",
     "get_trial_param",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number",
     "get_trial",
-    "_get_trials",
     "get_best_trial",
-    "_get_best_trial_id",
     "record_heartbeat",
-    "_get_stale_trial_ids",
 ):
     setattr(ResilientRDBStorage, _name, _retried(getattr(RDBStorage, _name)))
 del _name
+_optuna.wrap_private_rdb_calls(ResilientRDBStorage, _retried)
 
 
 def _say(line: str) -> None:
@@ -586,7 +646,7 @@ def _say(line: str) -> None:
 
 def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
     """Whether Optuna's own heartbeat covers this storage."""
-    return optuna.storages._heartbeat.is_heartbeat_enabled(storage)
+    return _optuna.uses_optuna_heartbeat(storage)
 
 
 def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
@@ -596,7 +656,7 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
     another one is still working on the study. The trial is also remembered as this process's
     own: :func:`fail_stale_trials` called here never fails it, however late its heartbeat.
     """
-    storage = study._storage
+    storage = _optuna.study_storage(study)
     _own_trials.add((_storage_key(storage), trial_id))
     if uses_optuna_heartbeat(storage):
         storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
@@ -609,7 +669,7 @@ _own_trials: set[tuple[str, int]] = set()
 
 def forget_trial(study: optuna.Study, trial_id: int) -> None:
     """Stop treating a trial as this process's own (another process ended it)."""
-    _own_trials.discard((_storage_key(study._storage), trial_id))
+    _own_trials.discard((_storage_key(_optuna.study_storage(study)), trial_id))
 
 
 def _storage_key(storage: BaseStorage) -> str:
@@ -640,8 +700,8 @@ def fail_stale_trials(
         Numbers of the trials failed here.
 
     """
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)
+    storage = _optuna.study_storage(study)
+    backend = _optuna.cached_storage_backend(storage) or storage
     recovered = getattr(backend, "recovered_at", None)
     if recovered is not None and time.monotonic() - recovered < grace_period:
         return []
@@ -649,18 +709,18 @@ def fail_stale_trials(
     optuna_heartbeat = uses_optuna_heartbeat(storage)
     stale_ids: set[int] = set()
     if optuna_heartbeat:
-        stale_ids = set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
+        stale_ids = set(_optuna.stale_trial_ids(storage, _optuna.study_id(study)))
     now = time.time()
     local_now = datetime.datetime.now()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if (key, trial._trial_id) in _own_trials:
+        if (key, _optuna.trial_id(trial)) in _own_trials:
             continue
         beat = trial.system_attrs.get(_attrs.HEARTBEAT)
         started = trial.datetime_start
         if beat is not None and started is not None and float(beat) < started.timestamp() - 1:
             beat = None  # inherited from the failed trial this one retries (older nbtune)
-        if optuna_heartbeat and trial._trial_id in stale_ids:
+        if optuna_heartbeat and _optuna.trial_id(trial) in stale_ids:
             pass
         elif beat is None:
             queued = QUEUED_MARKS & trial.system_attrs.keys()
@@ -676,12 +736,13 @@ def fail_stale_trials(
 
 
 def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
-    storage = study._storage
+    storage = _optuna.study_storage(study)
+    trial_id = _optuna.trial_id(trial)
     try:
         # The kind first: a finished trial takes no more attributes. Should the trial end
         # meanwhile, its own state wins (a complete trial counts whatever its kind says).
-        storage.set_trial_system_attr(trial._trial_id, _attrs.FAIL_KIND, "stale")
-        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+        storage.set_trial_system_attr(trial_id, _attrs.FAIL_KIND, "stale")
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # another process got there first
@@ -689,5 +750,5 @@ def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryStaleTrial(max_retry=max_retry)
-        retry(study, storage.get_trial(trial._trial_id))
+        retry(study, storage.get_trial(trial_id))
     return True

@@ -42,110 +42,17 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from nbtune import _attrs
+from nbtune import _attrs, _optuna
 from nbtune._errors import StudyNotFoundError
-from nbtune._storage import describe_storage, redact_url, resolve_storage_url
+from nbtune._storage import describe_storage, open_storage_for_reading, redact_url
 
 __all__ = [
     "RefreshResult",
     "StudyNotFoundError",
     "StudyView",
     "TrialColumns",
-    "open_storage_for_reading",
     "redact_url",
 ]
-
-JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
-_METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps ``Study.set_metric_names``
-
-# user:password@ (up to the last "@" before the query: SQLAlchemy's URL parsing, erring safe).
-
-
-# --------------------------------------------------------------------------------------------
-# Storage opening and naming
-# --------------------------------------------------------------------------------------------
-
-
-def open_storage_for_reading(storage: str | os.PathLike[str] | BaseStorage) -> BaseStorage:
-    """Open a storage to read a study from, refusing to create files that do not exist.
-
-    Args:
-        storage: An Optuna storage object (returned as is), a database URL (``sqlite:///f.db``,
-            ``postgresql+psycopg2://...``, ``mysql+pymysql://...``), or the path of an Optuna
-            journal file (ending in ``.log``, ``.jsonl`` or ``.journal``).
-
-    Returns:
-        The storage: an :class:`~optuna.storages.RDBStorage` for URLs (the view does its own
-        caching), a :class:`~optuna.storages.JournalStorage` for journal files.
-
-    Raises:
-        FileNotFoundError: The SQLite or journal file does not exist.
-        ValueError: The string is neither a URL nor a journal file path.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "study.log"
-        >>> open_storage_for_reading(path)
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: journal file .../study.log does not exist
-        >>> path.touch()
-        >>> type(open_storage_for_reading(path)).__name__
-        'JournalStorage'
-
-    """
-    if isinstance(storage, BaseStorage):
-        return storage
-    text = os.fspath(storage)
-    if "://" not in text:
-        if text.endswith(JOURNAL_SUFFIXES):
-            path = os.path.abspath(os.path.expanduser(text))
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"journal file {path} does not exist")
-            from optuna.storages.journal import JournalFileBackend
-
-            return JournalStorage(JournalFileBackend(path))
-        raise ValueError(
-            f"storage {redact_url(text)!r} is neither a database URL (sqlite:///file.db, "
-            "postgresql://..., mysql://...) nor a journal file path ending in "
-            + ", ".join(JOURNAL_SUFFIXES)
-        )
-    text = resolve_storage_url(text)  # postgresql:// and mysql:// with installed drivers
-    engine_kwargs: dict[str, Any]
-    if text.startswith("sqlite:"):
-        path = text[len("sqlite:///") :] if text.startswith("sqlite:///") else ""
-        if path and not path.startswith(":") and not os.path.exists(path):
-            raise FileNotFoundError(f"SQLite file {os.path.abspath(path)} does not exist")
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    else:
-        # Survive a database restart or a dropped connection between two polls.
-        engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return RDBStorage(text, engine_kwargs=engine_kwargs)
-    except Exception as exc:
-        password = _password_of(text)
-        if password and password in str(exc):  # never show a password, even in an error
-            message = str(exc).replace(password, "***")
-            raise RuntimeError(f"cannot open {redact_url(text)}: {message}") from None
-        raise
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        import sqlalchemy
-
-        return sqlalchemy.engine.make_url(url).password
-    except Exception:
-        return None
-
-
-def _unwrap_rdb(storage: BaseStorage) -> RDBStorage | None:
-    if isinstance(storage, RDBStorage):
-        return storage
-    backend = getattr(storage, "_backend", None)  # optuna.storages._CachedStorage
-    if isinstance(backend, RDBStorage) and type(storage).__name__ == "_CachedStorage":
-        return backend
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,19 +133,13 @@ class _JournalSource(_Source):
         self._study_id = study_id
         self._n_seen = 0
         self._unfinished: dict[int, FrozenTrial] = {}  # trial id -> object last returned
-        # Fail early (and fall back to the generic source) if Optuna's internals moved.
-        _ = storage._thread_lock, storage._replay_result._study_id_to_trial_ids
-        _ = storage._replay_result._trials
 
     def fetch(self) -> list[FrozenTrial]:
-        storage = self._storage
-        with storage._thread_lock:
-            storage._sync_with_backend()
-            replay = storage._replay_result
-            ids = replay._study_id_to_trial_ids.get(self._study_id)
+        with _optuna.replayed_journal(self._storage) as replay:
+            ids = replay.trial_ids_by_study.get(self._study_id)
             if ids is None:
                 raise KeyError(f"study id {self._study_id} was deleted")
-            trials = replay._trials
+            trials = replay.trials
             out = [
                 current
                 for trial_id, last in self._unfinished.items()
@@ -246,7 +147,7 @@ class _JournalSource(_Source):
             ]
             out.extend(trials[i] for i in ids[self._n_seen :])
             self._n_seen = len(ids)
-        _track_unfinished(self._unfinished, out, lambda t: t._trial_id)
+        _track_unfinished(self._unfinished, out, _optuna.trial_id)
         return out
 
 
@@ -259,18 +160,16 @@ class _RDBSource(_Source):
     attributes, intermediate values) are read for new trials, running ones, and trials whose row
     changed; a waiting trial whose row did not change (nbtune reserves its budget as waiting
     trials) costs one short row. If the Core path ever fails on a future schema, the source falls
-    back to ``RDBStorage._get_trials`` (the same selection through the ORM).
+    back to the same selection through Optuna's ORM (:func:`nbtune._optuna.rdb_trials_since`).
     """
 
     shares_objects = False  # every fetch builds new objects
     _CHUNK = 500  # ids per IN (...) list: far below every database's limit on bound parameters
 
     def __init__(self, storage: RDBStorage, study_id: int) -> None:
-        from optuna.storages._rdb import models
-
         self._storage = storage
         self._study_id = study_id
-        self._models = models
+        self._models = _optuna.rdb_models()
         self._max_id = -1
         # trial id -> (state, stored datetime_start) of its row when last read, if unfinished
         self._unfinished: dict[int, tuple[Any, Any]] = {}
@@ -284,15 +183,16 @@ class _RDBSource(_Source):
                 return self._fetch_core()
             except (AttributeError, TypeError, KeyError, AssertionError, ImportError):
                 self._mode = "orm"
-        trials = self._storage._get_trials(
-            self._study_id, None, set(self._unfinished), self._max_id
+        trials = _optuna.rdb_trials_since(
+            self._storage, self._study_id, set(self._unfinished), self._max_id
         )
         for trial in trials:
-            self._max_id = max(self._max_id, trial._trial_id)
+            trial_id = _optuna.trial_id(trial)
+            self._max_id = max(self._max_id, trial_id)
             if trial.state.is_finished():
-                self._unfinished.pop(trial._trial_id, None)
+                self._unfinished.pop(trial_id, None)
             else:
-                self._unfinished[trial._trial_id] = (None, None)
+                self._unfinished[trial_id] = (None, None)
         return trials
 
     def study_user_attrs(self) -> dict[str, Any]:
@@ -384,12 +284,13 @@ class _RDBSource(_Source):
                         grouped.setdefault(child[0], []).append(child)
                 children[name] = grouped
         trials = [self._build(row, children) for row in wanted]
-        for row, trial in zip(wanted, trials, strict=True):
-            self._max_id = max(self._max_id, trial._trial_id)
-            if trial.state.is_finished():
-                self._unfinished.pop(trial._trial_id, None)
+        for row in wanted:  # the row's trial id, as the trial built from it has
+            trial_id, state = row[0], _trial_state(row[2])
+            self._max_id = max(self._max_id, trial_id)
+            if state.is_finished():
+                self._unfinished.pop(trial_id, None)
             else:
-                self._unfinished[trial._trial_id] = (trial.state, row[3])
+                self._unfinished[trial_id] = (state, row[3])
         return trials
 
     def _distribution(self, text: str) -> BaseDistribution:
@@ -476,12 +377,14 @@ def _utc_to_local(value: datetime.datetime | None) -> datetime.datetime | None:
 
 
 def _make_source(storage: BaseStorage, study_id: int) -> _Source:
-    rdb = _unwrap_rdb(storage)
+    # Each incremental source relies on Optuna internals (nbtune._optuna); without them, the
+    # generic source reads any storage through the public API.
+    rdb = _optuna.rdb_storage(storage)
     if rdb is not None:
-        return _RDBSource(rdb, study_id)
-    if isinstance(storage, JournalStorage):
-        with contextlib.suppress(AttributeError):
-            return _JournalSource(storage, study_id)
+        with contextlib.suppress(ImportError):
+            return _RDBSource(rdb, study_id)
+    if isinstance(storage, JournalStorage) and _optuna.journal_replay_available(storage):
+        return _JournalSource(storage, study_id)
     return _GenericSource(storage, study_id)
 
 
@@ -655,8 +558,8 @@ class StudyView:
     thread-safe: refresh it and read it from one thread (or guard both with one lock).
 
     Args:
-        storage: A database URL, a journal file path, or an Optuna storage object (for example
-            ``study._storage`` to watch a study run in the same process).
+        storage: A database URL, a journal file path, or an Optuna storage object (see
+            :meth:`from_study` to watch a study run in the same process).
         study_name: The study to read; ``None`` picks the storage's only study.
         refresh: Read the trials now (otherwise at the first :meth:`refresh`).
 
@@ -669,7 +572,7 @@ class StudyView:
         >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
         >>> study = optuna.create_study(study_name="demo", direction="maximize")
         >>> study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-        >>> view = StudyView(study._storage, "demo")
+        >>> view = StudyView.from_study(study)
         >>> view.n_trials, view.direction.name
         (3, 'MAXIMIZE')
         >>> study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
@@ -703,7 +606,9 @@ class StudyView:
         self._user_attrs: dict[str, Any] = {}
         self._metric_names: tuple[str, ...] | None = None
         with contextlib.suppress(Exception):  # names are a courtesy, read once
-            names = self._storage.get_study_system_attrs(self._study_id).get(_METRIC_NAMES_KEY)
+            names = self._storage.get_study_system_attrs(self._study_id).get(
+                _attrs.OPTUNA_METRIC_NAMES
+            )
             if names:
                 self._metric_names = tuple(str(n) for n in names)
         self._last = RefreshResult()
@@ -721,7 +626,7 @@ class StudyView:
             0
 
         """
-        return cls(study._storage, study.study_name, refresh=refresh)
+        return cls(_optuna.study_storage(study), study.study_name, refresh=refresh)
 
     @staticmethod
     def describe(storage: str | os.PathLike[str] | BaseStorage) -> str:
@@ -767,7 +672,7 @@ class StudyView:
 
         A storage object passed in by the caller is left alone. The view can still be read.
         """
-        rdb = _unwrap_rdb(self._storage) if self._owns_storage else None
+        rdb = _optuna.rdb_storage(self._storage) if self._owns_storage else None
         if rdb is not None:
             rdb.engine.dispose()
 
@@ -819,7 +724,9 @@ class StudyView:
         self._user_attrs = self._storage.get_study_user_attrs(self._study_id)
         if self._metric_names is None:
             with contextlib.suppress(Exception):
-                names = self._storage.get_study_system_attrs(self._study_id).get(_METRIC_NAMES_KEY)
+                names = self._storage.get_study_system_attrs(self._study_id).get(
+                    _attrs.OPTUNA_METRIC_NAMES
+                )
                 if names:
                     self._metric_names = tuple(str(n) for n in names)
         self._last = RefreshResult(

@@ -21,7 +21,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from nbtune import _attrs
+from nbtune import _attrs, _optuna
 from nbtune._attrs import STUDY_SPEC, STUDY_SPEC_HISTORY
 from nbtune._budget import TOTAL_TRIALS, budget_state, extend_budget
 from nbtune._config import TunerConfig, check_positive_int, field_names
@@ -130,7 +130,7 @@ class Tuner:
         if (
             self.config.n_slots > 1  # type: ignore[operator]
             and isinstance(sampler, optuna.samplers.TPESampler)
-            and not getattr(sampler, "_constant_liar", True)
+            and not _optuna.tpe_constant_liar(sampler)
         ):
             warnings.warn(
                 f"{self.config.n_slots} slots run trials concurrently, but this TPESampler has "

@@ -59,7 +59,8 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from nbtune import _attrs
-from nbtune._budget import TOTAL_TRIALS, counts_as_finished
+from nbtune._attrs import TOTAL_TRIALS
+from nbtune._budget import counts_as_finished
 from nbtune._study_view import StudyView
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ _COMPLETE = int(TrialState.COMPLETE)
 _PRUNED = int(TrialState.PRUNED)
 _FAIL = int(TrialState.FAIL)
 _FINISHED = (_COMPLETE, _PRUNED, _FAIL)
-# The study's trial budget as nbtune's scheduler records it (``nbtune._budget.TOTAL_TRIALS``).
+# The study's trial budget as nbtune's scheduler records it (``nbtune._attrs.TOTAL_TRIALS``).
 _INSTALL_HINT = 'drawing nbtune charts needs plotly: pip install "nbtune[widgets]"'
 
 

@@ -22,12 +22,12 @@ from _support import postgres_admin
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from nbtune import _study_view
+from nbtune import _optuna, _study_view
+from nbtune._storage import open_storage_for_reading
 from nbtune._study_view import (
     RefreshResult,
     StudyNotFoundError,
     StudyView,
-    open_storage_for_reading,
     redact_url,
 )
 
@@ -212,7 +212,7 @@ def _fresh_trials(target: str, name: str) -> list[optuna.trial.FrozenTrial]:
     try:
         return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     finally:
-        rdb = _study_view._unwrap_rdb(storage)
+        rdb = _optuna.rdb_storage(storage)
         if rdb is not None:
             rdb.engine.dispose()
 
@@ -293,7 +293,7 @@ def test_refresh_reads_only_new_and_unfinished_rows(
     study = _make_sqlite_study(tmp_path / "s.db", 10)
     running = study.ask()
     view = StudyView(f"sqlite:///{tmp_path / 's.db'}", "s")
-    rdb = _study_view._unwrap_rdb(view.storage)
+    rdb = _optuna.rdb_storage(view.storage)
     assert rdb is not None
     built: list[int] = []
     statements: list[str] = []

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# CI: run the tests that touch Optuna's internals on the oldest Optuna nbtune allows.
+#
+# nbtune allows optuna>=5.0,<6 and reaches Optuna's internals only through nbtune/_optuna.py.
+# The main CI run (.ci/run) tests the newest Optuna that pip picks; this one installs the oldest
+# (OPTUNA_OLDEST) with nbtune's storage extras, without torch, gymnasium or the widgets, into a
+# throwaway virtual environment, and runs the door, storage, study-view and budget tests there
+# (the toy training script needs only tensorboard). Called by .ci/run; about 3 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+OPTUNA_OLDEST="${OPTUNA_OLDEST:-5.0.0}"
+PYTHON="${PYTHON:-python3}"
+tmp="$(mktemp -d -t nbtune-optuna-oldest-XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== optuna_versions: nbtune on optuna==$OPTUNA_OLDEST"
+"$PYTHON" -m venv "$tmp/venv"
+"$tmp/venv/bin/python" -m pip install -q -e ".[postgres,mysql]" pytest pytest-timeout \
+    "optuna==$OPTUNA_OLDEST"
+installed="$("$tmp/venv/bin/python" -c 'import optuna; print(optuna.__version__)')"
+if [ "$installed" != "$OPTUNA_OLDEST" ]; then
+    echo "optuna_versions.sh: asked for optuna $OPTUNA_OLDEST, got $installed" >&2
+    exit 1
+fi
+# The wandb test needs wandb (not installed here: it has nothing to do with Optuna's internals).
+"$tmp/venv/bin/python" -m pytest -o addopts="" -q -p no:cacheprovider \
+    tests/test_optuna_door.py tests/test_study_view.py tests/test_persist.py \
+    tests/test_storages.py -k "not wandb"
+echo "== optuna_versions: tests passed on optuna $installed"
