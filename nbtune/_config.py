@@ -346,9 +346,11 @@ class TunerConfig:
             key = f.metadata["stored"]
             if key is not None:
                 values[key] = _to_stored(f.name, getattr(self, f.name), self)
-        values["space_note"] = self.space_note
-        values["script_sha256"] = hashlib.sha256(Path(self.script).read_bytes()).hexdigest()
-        return StudySpec(**values)
+        return StudySpec(
+            **values,
+            space_note=self.space_note,
+            script_sha256=hashlib.sha256(Path(self.script).read_bytes()).hexdigest(),
+        )
 
     @classmethod
     def from_spec(cls, spec: StudySpec, **process: Any) -> TunerConfig:

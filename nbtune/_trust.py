@@ -150,12 +150,11 @@ def untrusted_message(study_name: str, problem: str) -> str:
 
 def describe_for_review(raw_spec: str) -> list[str]:
     """The parts of a stored spec that decide what runs, one line each (for `nbtune trust`)."""
-    spec = json.loads(raw_spec)
-    lines = [
-        f"script       {spec.get('script')} (sha256 {str(spec.get('script_sha256'))[:16]}...)",
-        f"interpreter  {spec.get('interpreter')}",
-        f"environment  {json.dumps(spec.get('env') or {}, sort_keys=True)}",
-        f"runs folder  {spec.get('runs_dir')}",
-        f"flags        {', '.join(sorted((spec.get('space') or {}).keys())) or '-'}",
+    spec = StudySpec.from_json(raw_spec)
+    return [
+        f"script       {spec.script} (sha256 {spec.script_sha256[:16]}...)",
+        f"interpreter  {spec.interpreter}",
+        f"environment  {json.dumps(spec.env or {}, sort_keys=True)}",
+        f"runs folder  {spec.runs_dir}",
+        f"flags        {', '.join(sorted((spec.space or {}).keys())) or '-'}",
     ]
-    return lines

@@ -118,11 +118,10 @@ class Tuner:
             >>> tuner.replace(verbose=False).verbose  # doctest: +SKIP
             False
         """
-        config = self.config.replace(**changes)
-        new = type(self)(config)
-        if "storage" not in changes:
-            new._storage_arg, new._storage = self._storage_arg, self._storage
-        return new
+        tuner = type(self)(self.config.replace(**changes))
+        if "storage" not in changes:  # the same database: keep this connection and its name
+            tuner._storage_arg, tuner._storage = self._storage_arg, self._storage
+        return tuner
 
     def _warn_sampler(self) -> None:
         """Several trials at once need a sampler that accounts for the running ones."""
