@@ -5,7 +5,13 @@ notebook widget lives in ``nbtune.widgets`` and the charts' drawing functions in
 ``nbtune.plots``.
 
 Every error nbtune raises on purpose derives from :class:`NbtuneError`.
+
+``nbtune.TunerWidget`` is the notebook panel of ``nbtune.widgets``, imported on first use (it
+needs ``pip install "nbtune[widgets]"``), so ``import nbtune`` stays headless; it is left out of
+``__all__`` for the same reason.
 """
+
+from typing import Any as _Any
 
 from nbtune._config import TunerConfig
 from nbtune._errors import (
@@ -49,3 +55,14 @@ __all__ = [
     "interquartile_mean",
     "trials_dataframe",
 ]
+
+#: Names imported on first use from the optional parts that need extra packages.
+_LAZY = {"TunerWidget": "nbtune.widgets"}
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nbtune' has no attribute {name!r}")

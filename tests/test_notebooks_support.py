@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -238,3 +239,25 @@ def test_binder_files() -> None:
     text = start.read_text()
     assert "export NBTUNE_BINDER=1" in text and 'exec "$@"' in text
     assert os.access(BINDER / "check.sh", os.X_OK)
+
+
+def test_shipped_data_carries_no_machine_paths() -> None:
+    """Recorded studies, target tables and examples must not name one machine's folders."""
+    root = Path(__file__).resolve().parent.parent
+    absolute = re.compile(
+        r"""["'\s=](/(?:root|home|tmp|work|Users|opt|usr|var|mnt|scratch)/|[A-Z]:\\\\)"""
+    )
+    shipped = [
+        *sorted((root / "notebooks" / "data").iterdir()),
+        *sorted((root / "nbtune" / "targets").glob("*.json")),
+        *sorted((root / "nbtune" / "examples").glob("*.toml")),
+    ]
+    assert shipped
+    found = []
+    for path in shipped:
+        if path.is_file() and path.suffix != ".py":
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                match = absolute.search(line)
+                if match:
+                    found.append(f"{path.relative_to(root)}:{number}: {match.group(1)}...")
+    assert not found, "\n".join(found[:20])

@@ -15,6 +15,20 @@ def test_all_is_sorted_and_exactly_the_public_names():
     assert public == set(nbtune.__all__) - {"__version__"}
 
 
+def test_the_widget_is_reachable_from_nbtune_without_importing_it_up_front():
+    code = (
+        "import sys, nbtune; before = 'ipywidgets' in sys.modules; "
+        "widget = nbtune.TunerWidget; "
+        "print(before, widget.__module__, 'ipywidgets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "nbtune.widgets._widget", "True"]
+    import pytest
+
+    with pytest.raises(AttributeError, match="has no attribute 'TunerWidgett'"):
+        nbtune.TunerWidgett  # noqa: B018
+
+
 def test_import_nbtune_stays_headless():
     """`import nbtune` must not import the notebook stack (ipywidgets, IPython, plotly) or torch."""
     code = (

@@ -10,6 +10,7 @@ checkpoint reports and nbtune's per-environment attributes); the experiment fold
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import optuna
 
 import nbtune
 
+REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
@@ -61,8 +63,22 @@ def main() -> None:
         best = tuner.tune(num_trials=args.trials, num_seeds=args.seeds)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
+    relativize(args.out, {sys.executable: "python", f"{REPO}/": "", f"{runs}/": ""})
     print(f"recorded {args.trials} trials in {time.monotonic() - started:.0f} s; best {best.value}")
     print(f"{args.out}: {args.out.stat().st_size / 1e3:.0f} kB")
+
+
+def relativize(log: Path, replacements: dict[str, str]) -> None:
+    """Rewrite the recording machine's absolute paths in the journal as relative ones.
+
+    The interpreter becomes ``python``, the script a path from the repository's root, and each
+    experiment's folder a path from the (deleted) runs folder: the shipped file must not carry
+    one machine's folders.
+    """
+    text = log.read_text()
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    log.write_text(text)
 
 
 if __name__ == "__main__":
