@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs, _optuna
@@ -168,3 +169,33 @@ def fork_study(
         copies.append(frozen)
     fork.add_trials(copies)
     return fork
+
+
+def lineage(storage: BaseStorage, study_name: str) -> list[str]:
+    """The study and its newest descendants through target edits, oldest first.
+
+    A fork's study attribute ``nbtune:parent`` names the study it was re-scored from; a study
+    forked several times continues in its newest fork (the one made last), and so on down.
+
+    Example:
+        >>> import optuna
+        >>> storage = optuna.storages.InMemoryStorage()
+        >>> for name, parent in (("live", None), ("live.r1", "live"), ("live.r2", "live"),
+        ...                      ("live.r2.r1", "live.r2")):
+        ...     study = optuna.create_study(study_name=name, storage=storage)
+        ...     if parent:
+        ...         study.set_user_attr(PARENT, parent)
+        >>> lineage(storage, "live")
+        ['live', 'live.r2', 'live.r2.r1']
+    """
+    # Storages list studies in the order they were created, so a parent's last child listed is
+    # its newest fork.
+    newest: dict[str, str] = {}
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        parent = summary.user_attrs.get(PARENT)
+        if isinstance(parent, str):
+            newest[parent] = summary.study_name
+    chain = [study_name]
+    while chain[-1] in newest and newest[chain[-1]] not in chain:
+        chain.append(newest[chain[-1]])
+    return chain

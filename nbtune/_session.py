@@ -25,9 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 from nbtune._budget import budget_state
 from nbtune._config import folder_name
 from nbtune._errors import ConfigError
-from nbtune._rescore import fork_study
+from nbtune._rescore import fork_study, lineage
 from nbtune._scheduler import RunSummary
 from nbtune._space import SearchSpace
+from nbtune._trust import trusted_spec
 
 if TYPE_CHECKING:
     from nbtune._tuner import Tuner
@@ -73,6 +74,9 @@ class TuningSession:
         num_trials: Trials a start adds, or ``None`` to work on the remaining budget only.
         num_seeds: Seeds per environment (default: the config's, else the study's, else 1).
         timeout: Seconds after which a run stops starting trials (running ones finish).
+        follow_forks: When the study was re-scored into forks (target edits), continue its
+            newest fork instead (the panel does, so a kernel restart loses no edit); otherwise
+            the study as given runs, and a line says that a newer fork exists.
 
     Example:
         >>> session = tuner.session(num_trials=20, num_seeds=2)  # doctest: +SKIP
@@ -89,6 +93,7 @@ class TuningSession:
         num_seeds: int | None = None,
         *,
         timeout: float | None = None,
+        follow_forks: bool = False,
     ) -> None:
         if num_trials is not None and (
             isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < 1
@@ -101,7 +106,9 @@ class TuningSession:
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
         self._lock = threading.RLock()
-        self._tuner = tuner
+        self._subscribers: list[Callable[[SessionEvent], None]] = []
+        self._notes: list[str] = []
+        self._tuner = self._follow(tuner, follow_forks)
         self.num_trials = num_trials
         self.timeout = timeout
         self.num_seeds = self._settle_seeds(num_seeds)
@@ -111,9 +118,43 @@ class TuningSession:
         self._pause_event = threading.Event()
         self._exception: BaseException | None = None
         self._started_once = False
-        self._subscribers: list[Callable[[SessionEvent], None]] = []
         self._view: Any = None
         self.summary: RunSummary | None = None
+
+    def _follow(self, tuner: Tuner, follow: bool) -> Tuner:
+        """The Tuner of the newest fork of the given study when ``follow``, else the given one.
+
+        Either way a note says when the study has a newer fork, so a Tuner for the parent
+        never silently shadows the fork a target edit made.
+        """
+        chain = lineage(tuner.storage, tuner.config.study_name)
+        if len(chain) > 1 and not follow:
+            self._notes.append(
+                f"study {chain[0]!r} has a newer fork, {chain[-1]!r} (re-scored under other "
+                f"targets): this run continues {chain[0]!r}; study_name={chain[-1]!r} continues "
+                "the fork"
+            )
+            return tuner
+        for name in chain[1:]:
+            fork = optuna.load_study(study_name=name, storage=tuner.storage)
+            spec = trusted_spec(fork)
+            tuner = tuner.replace(
+                study_name=name,
+                target_scores=spec.targets,
+                aggregation_type=spec.aggregation,
+                runs_dir=tuner.config.runs_dir / folder_name(name),  # type: ignore[operator]
+            )
+        if len(chain) > 1:
+            self._notes.append(
+                f"continuing {chain[-1]!r}, re-scored from {chain[-2]!r} (the newest fork of "
+                f"{chain[0]!r})"
+            )
+        return tuner
+
+    @property
+    def notes(self) -> list[str]:
+        """What the session did on opening that a user should know (e.g. a fork followed)."""
+        return list(self._notes)
 
     def _settle_seeds(self, num_seeds: int | None) -> int:
         """The seeds per environment: as given, else the config's, else the study's, else 1."""

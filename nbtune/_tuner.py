@@ -317,6 +317,7 @@ class Tuner:
         num_seeds: int | None = None,
         *,
         timeout: float | None = None,
+        follow_forks: bool = False,
     ) -> TuningSession:
         """A run controller for this study (not started): see :class:`~nbtune.TuningSession`.
 
@@ -325,10 +326,13 @@ class Tuner:
                 the study's budget without adding to it (what a worker does).
             num_seeds: Seeds per environment (default: the config's, else the study's).
             timeout: Seconds after which a run stops starting trials.
+            follow_forks: Continue the study's newest fork (after target edits) instead.
         """
         from nbtune._session import TuningSession
 
-        return TuningSession(self, num_trials, num_seeds, timeout=timeout)
+        return TuningSession(
+            self, num_trials, num_seeds, timeout=timeout, follow_forks=follow_forks
+        )
 
     def start(
         self, num_trials: int, num_seeds: int | None = None, *, timeout: float | None = None
@@ -382,6 +386,8 @@ class Tuner:
         # Optuna's own INFO lines would interleave with nbtune's (restored after).
         with quiet_optuna() if self.config.verbose else contextlib.nullcontext():
             session = self.session(num_trials, num_seeds, timeout=timeout)
+            for note in session.notes:
+                self._say(f"nbtune: {note}")
             session.run(stop_event=stop_event, pause_event=pause_event)
         try:
             best = self.study.best_trial

@@ -244,3 +244,25 @@ def test_bad_session_arguments_are_refused_before_anything_runs(make_tuner):
             tuner.session(**kwargs)
     with pytest.raises(nbtune.ConfigError, match="never ran in this study"):
         tuner.session(num_trials=1, num_seeds=1).retarget({"EnvC": [0, 1]})
+
+
+def test_a_session_for_the_parent_follows_or_names_its_newest_fork(make_tuner):
+    """After a target edit (a fork) and a restart, re-running the same cells loses nothing."""
+    space = {"learning-rate": 1e-3, "total-timesteps": 1000}
+    first = make_tuner(params_fn=space).session(num_trials=1, num_seeds=1)
+    first.run()
+    first.retarget({"EnvA": [0, 50], "EnvB": [-100, 0]})
+    first.retarget({"EnvA": [0, 25], "EnvB": [-100, 0]})  # a fork of the fork
+
+    again = make_tuner(params_fn=space).session(num_trials=1, follow_forks=True)
+    assert again.study_name == "test.r1.r1"
+    assert again.tuner.config.target_scores["EnvA"] == (0.0, 25.0)
+    assert again.notes == [
+        "continuing 'test.r1.r1', re-scored from 'test.r1' (the newest fork of 'test')"
+    ]
+    again.run()
+    assert len(again.study.trials) == 2  # the re-scored trial and the new one
+
+    plain = make_tuner(params_fn=space).session(num_trials=1)
+    assert plain.study_name == "test"
+    assert "has a newer fork, 'test.r1.r1'" in plain.notes[0]

@@ -134,7 +134,8 @@ class TunerWidget(traitlets.HasTraits):
         # The panel shows progress; nothing prints from threads.
         tuner = tuner.replace(verbose=False, progress_bar=False)
         # Opens the study (refusing a mismatched one) and settles the seeds with it.
-        session = TuningSession(tuner, num_trials, num_seeds, timeout=timeout)
+        # A kernel restart re-runs the cells that made the parent: continue its newest fork.
+        session = TuningSession(tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True)
         view = StudyView(tuner.storage, session.study_name)
         self._setup(session, view, num_trials, refresh_interval)
 
@@ -197,6 +198,8 @@ class TunerWidget(traitlets.HasTraits):
             self.state = "idle" if session is not None else "watching"
         if session is not None:
             session.subscribe(self._on_session_event)
+            for note in session.notes:
+                self._log(note)
         self._on_state({"new": self.state})
         self.refresh()
 
