@@ -3,9 +3,11 @@ conftest.py of their own, and two modules named ``conftest`` would shadow each o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,24 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = ""
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str, driver: str = "") -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped after; yields its URL.
+
+    Args:
+        prefix: The start of the database's name (the rest is random).
+        driver: ``"+psycopg2"`` for a URL that names that driver; default a plain
+            ``postgresql://`` URL (psycopg 3).
+    """
+    admin = postgres_admin()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql{driver}://{admin.info.user}@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

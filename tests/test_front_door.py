@@ -19,14 +19,14 @@ import subprocess
 import sys
 import time
 import urllib.error
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from _support import TOY, postgres_admin, skip_or_fail
+from _support import TOY, skip_or_fail
+from _support import postgres_database as support_postgres_database
 from optuna.trial import TrialState
 from test_notebooks_support import _dashboard_command, _free_port, _get
 
@@ -290,16 +290,8 @@ def test_output_helpers_document_themselves():
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL server, dropped after: its plain URL."""
-    admin = postgres_admin()
-    name = f"nbtune_door_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://{admin.info.user}@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    with support_postgres_database("nbtune_front") as url:
+        yield url
 
 
 def test_the_postgresql_url_nbtune_prints_opens_in_optuna_and_optuna_dashboard(

@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 import pytest
-from _support import skip_or_fail
+from _support import postgres_database
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.trial import TrialState
@@ -46,32 +46,10 @@ SOURCES = sorted(NBTUNE.rglob("*.py"))
 
 @contextlib.contextmanager
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (as tests/test_storages.py makes them), dropped afterwards."""
-    try:
-        import psycopg2
-    except ImportError:
-        skip_or_fail("psycopg2 is not installed (pip install -e '.[postgres]')")
-    admin, error = None, None
-    for user in ("postgres", "root"):
-        try:
-            admin = psycopg2.connect(
-                host="127.0.0.1", port=5432, user=user, dbname="postgres", connect_timeout=3
-            )
-            break
-        except psycopg2.OperationalError as exc:
-            error = exc
-    if admin is None:
-        skip_or_fail(f"PostgreSQL at 127.0.0.1:5432 unreachable: {error}")
-    admin.autocommit = True
-    name = f"nbtune_door_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg2://{admin.info.user}@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    """A fresh PostgreSQL database, dropped afterwards (psycopg2: the oldest-Optuna CI run
+    installs only that driver)."""
+    with postgres_database("nbtune_door", driver="+psycopg2") as url:
+        yield url
 
 
 def _dispose(storage: BaseStorage) -> None:
