@@ -4,8 +4,15 @@ conftest.py of their own, and two modules named ``conftest`` would shadow each o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,3 +98,58 @@ def postgres_database(prefix: str, driver: str = "") -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str) -> Any:
+    """GET a URL and parse its JSON body."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+@contextlib.contextmanager
+def serve_dashboard(storage: str, log_path: Path) -> Iterator[str]:
+    """Serve ``storage`` with optuna-dashboard on 127.0.0.1; yields its base URL once it answers.
+
+    Fails the test with the dashboard's output when it does not serve within two minutes.
+    """
+    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    exe = exe or shutil.which("optuna-dashboard")
+    command = (
+        [exe] if exe else [sys.executable, "-c", "from optuna_dashboard._cli import main; main()"]
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [*command, storage, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    get_json(f"{base}/api/studies")
+                    break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        pytest.fail(
+                            f"optuna-dashboard did not serve: {log_path.read_text()[-2000:]}"
+                        )
+                    time.sleep(0.5)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

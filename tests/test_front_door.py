@@ -17,18 +17,15 @@ import logging
 import re
 import subprocess
 import sys
-import time
-import urllib.error
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from _support import TOY, skip_or_fail
+from _support import TOY, get_json, serve_dashboard, skip_or_fail
 from _support import postgres_database as support_postgres_database
 from optuna.trial import TrialState
-from test_notebooks_support import _dashboard_command, _free_port, _get
 
 from nbtune import __main__ as cli
 from nbtune import _output
@@ -312,37 +309,9 @@ def test_the_postgresql_url_nbtune_prints_opens_in_optuna_and_optuna_dashboard(
     assert len(optuna.load_study(study_name="toy_study", storage=rdb).trials) == 2
     rdb.engine.dispose()
 
-    port = _free_port()
-    log = open(tmp_path / "dashboard.log", "w")
-    proc = subprocess.Popen(
-        [*_dashboard_command(), url, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                studies = _get(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"optuna-dashboard did not serve {url}: " + log_text(tmp_path))
-                time.sleep(0.5)
-        assert [s["study_name"] for s in studies] == ["toy_study"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def log_text(tmp_path: Path) -> str:
-    return (tmp_path / "dashboard.log").read_text()[-2000:]
+    with serve_dashboard(url, tmp_path / "dashboard.log") as base:
+        studies = get_json(f"{base}/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["toy_study"]
 
 
 # --------------------------------------------------------------------------------------------

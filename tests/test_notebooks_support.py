@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import doctest
+import importlib.util
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import skip_or_fail
+from _support import get_json, serve_dashboard, skip_or_fail
 
 import nbtune
 import nbtune.targets
@@ -86,64 +80,24 @@ def test_targets_docstring_examples_run() -> None:
 # ------------------------------------------------------------------------------------------------
 # optuna-dashboard opens nbtune's storage
 # ------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
-def _dashboard_command() -> list[str]:
-    exe = shutil.which("optuna-dashboard", path=os.pathsep.join([str(Path(sys.executable).parent)]))
-    if exe is None:
-        exe = shutil.which("optuna-dashboard")
-    if exe is None:
-        return [sys.executable, "-c", "from optuna_dashboard._cli import main; main()"]
-    return [exe]
-
-
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_optuna_dashboard_shows_scores_and_per_env_attrs(
     kind: str, make_tuner: Any, tmp_path: Path
 ) -> None:
-    try:
-        import optuna_dashboard  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("optuna_dashboard") is None:
         skip_or_fail('optuna-dashboard is not installed (pip install "nbtune[test]")')
     storage = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else str(tmp_path / "j.log")
     tuner = make_tuner(storage=storage, study_name="dash")
     tuner.tune(num_trials=2, num_seeds=2)
     trials = {t.number: t for t in tuner.study.trials}
 
-    port = _free_port()
-    log = open(tmp_path / "dashboard.log", "w")
-    proc = subprocess.Popen(
-        [*_dashboard_command(), storage, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                studies = _get(f"{base}/api/studies")["study_summaries"]
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    output = (tmp_path / "dashboard.log").read_text()
-                    pytest.fail(f"optuna-dashboard did not serve: {output}")
-                time.sleep(0.5)
+    with serve_dashboard(storage, tmp_path / "dashboard.log") as base:
+        studies = get_json(f"{base}/api/studies")["study_summaries"]
         (summary,) = [s for s in studies if s["study_name"] == "dash"]
         assert summary["directions"] == ["maximize"]
         assert "nbtune:spec" in {a["key"] for a in summary["user_attrs"]}
 
-        detail = _get(f"{base}/api/studies/{summary['study_id']}?after=0")
+        detail = get_json(f"{base}/api/studies/{summary['study_id']}?after=0")
         assert len(detail["trials"]) == 2
         for shown in detail["trials"]:
             trial = trials[shown["number"]]
@@ -157,14 +111,6 @@ def test_optuna_dashboard_shows_scores_and_per_env_attrs(
             assert set(attrs["raw_scores"]) == {"EnvA", "EnvB"}
             assert len(attrs["raw_scores"]["EnvA"]) == 2  # one score per seed
             assert shown["intermediate_values"]  # nbtune reports while training: pruner input
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # ------------------------------------------------------------------------------------------------
