@@ -309,10 +309,10 @@ def open_storage_for_reading(storage: str | os.PathLike[str] | BaseStorage) -> B
     try:
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:
-        if any(password in str(exc) for password in url_passwords(url)):
-            # Never show a password, even in an error.
-            raise RuntimeError(f"cannot open {redact_url(url)}: {scrub(str(exc), url)}") from None
-        raise
+        # A reader fails at once (nothing to ride out yet), in one line, never with a password.
+        raise StorageUnavailableError(
+            f"cannot open {redact_url(url)}: {scrub(_short_error(exc), url)}"
+        ) from None
 
 
 def _journal_path(text: str) -> Path:
