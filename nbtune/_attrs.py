@@ -45,6 +45,8 @@ Study user attributes:
   the machine that stored it (see :mod:`nbtune._trust`).
 * ``nbtune:total_trials``: the study's trial budget, shared by all its processes.
 * ``nbtune:parent``: the name of the study that a re-scored fork was made from.
+* ``nbtune:not_rescored``: in a fork, ``{parent trial number: why}`` for each finished trial
+  of the parent that could not be re-scored exactly (it stays with the parent only).
 
 Keys Optuna itself stores, which nbtune reads:
 
@@ -77,6 +79,7 @@ STUDY_SPEC_HISTORY = "nbtune:spec_history"
 SPEC_SIGNATURE = "nbtune:spec_signature"
 TOTAL_TRIALS = "nbtune:total_trials"
 PARENT = "nbtune:parent"
+NOT_RESCORED = "nbtune:not_rescored"
 
 OPTUNA_FAILED_TRIAL = "failed_trial"
 OPTUNA_FIXED_PARAMS = "fixed_params"

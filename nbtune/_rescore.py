@@ -47,14 +47,20 @@ def rescore_trial(
 ) -> Rescored | None:
     """Recompute a trial's value and intermediate values under ``targets``/``aggregation``.
 
+    A complete trial needs its raw scores of every target environment. A pruned trial may have
+    none (it was stopped before a seed ended): its checkpoint scores are enough to recompute
+    every intermediate value, the last of which is its value.
+
     Returns:
-        The re-scored outcome, or ``None`` when the trial has no raw scores for every target
-        environment (a trial nbtune did not run, or one of another environment set).
+        The re-scored outcome, or ``None`` when the trial lacks what re-scoring needs (see
+        :func:`why_not_rescored`).
     """
-    raw = trial.user_attrs.get(_attrs.RAW_SCORES)
-    if not isinstance(raw, Mapping) or not set(targets) <= set(raw):
+    if why_not_rescored(trial, targets) is not None:
         return None
-    raw = {env: list(raw[env]) for env in targets}
+    seeds = trial.user_attrs.get(_attrs.SEEDS) or []
+    stored = trial.user_attrs.get(_attrs.RAW_SCORES) or {}
+    width = max([len(seeds), *(len(v) for v in stored.values() if isinstance(v, list))], default=0)
+    raw = {env: list(stored.get(env) or [None] * width) for env in targets}
     normalized = normalize_all(raw, targets)
     value = trial_value(normalized, aggregation) if trial.state == TrialState.COMPLETE else None
     intermediate: dict[int, float] = {}
@@ -65,11 +71,27 @@ def rescore_trial(
             continue
         column = copy.deepcopy(normalized)
         for env in targets:
+            while len(column[env]) <= seed_index:
+                column[env].append(None)
             column[env][seed_index] = normalize(scores[env], targets[env])
         v = trial_value(column, aggregation, seed_indices=range(seed_index + 1))
         if v is not None:
             intermediate[key] = v
     return Rescored(value, normalized, intermediate)
+
+
+def why_not_rescored(
+    trial: FrozenTrial, targets: Mapping[str, tuple[float, float] | None]
+) -> str | None:
+    """Why a trial cannot be re-scored exactly under ``targets``, or ``None`` when it can."""
+    raw = trial.user_attrs.get(_attrs.RAW_SCORES)
+    has_raw = isinstance(raw, Mapping) and set(targets) <= set(raw)
+    if trial.state == TrialState.COMPLETE:
+        return None if has_raw else "it records no raw score of every environment"
+    checkpoint_scores = trial.user_attrs.get(_attrs.CHECKPOINT_SCORES)
+    if has_raw or (isinstance(checkpoint_scores, Mapping) and checkpoint_scores):
+        return None
+    return "it was pruned before any score was recorded (no raw or checkpoint scores)"
 
 
 def fork_study(
@@ -139,6 +161,7 @@ def fork_study(
         fork.set_user_attr(TOTAL_TRIALS, study.user_attrs[TOTAL_TRIALS])
 
     copies = []
+    not_rescored: dict[str, str] = {}
     for trial in study.get_trials(deepcopy=False):
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
             continue
@@ -147,7 +170,9 @@ def fork_study(
         if trial.state != TrialState.FAIL:
             rescored = rescore_trial(trial, targets, aggregation, spec.checkpoints)
             if rescored is None:
-                continue  # cannot be re-scored exactly: leave it with the parent
+                # Cannot be re-scored exactly: it stays with the parent, and the fork says why.
+                not_rescored[str(trial.number)] = why_not_rescored(trial, targets) or ""
+                continue
             user_attrs[_attrs.NORMALIZED_SCORES] = rescored.normalized
             intermediate = rescored.intermediate
             value = rescored.value
@@ -168,6 +193,8 @@ def fork_study(
         frozen.datetime_complete = trial.datetime_complete
         copies.append(frozen)
     fork.add_trials(copies)
+    if not_rescored:
+        fork.set_user_attr(_attrs.NOT_RESCORED, not_rescored)
     return fork
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nbtune import _attrs
 from nbtune._budget import budget_state
 from nbtune._config import folder_name
 from nbtune._errors import ConfigError
@@ -497,6 +498,11 @@ class TuningSession:
             f"re-scored {copied} finished trials of {parent!r} into {fork.study_name!r} "
             f"(targets {dict(target_scores)}, {aggregation})"
         )
+        skipped = fork.user_attrs.get(_attrs.NOT_RESCORED) or {}
+        if skipped:
+            line += "; not re-scored: " + "; ".join(
+                f"#{number} ({why})" for number, why in sorted(skipped.items(), key=_by_number)
+            )
         self._emit("study", study_name=fork.study_name)
         self._log(line)
         self._go_on(mode)
@@ -541,6 +547,10 @@ class TuningSession:
 
     def __repr__(self) -> str:
         return f"TuningSession(study={self.study_name!r}, state={self._state!r})"
+
+
+def _by_number(item: tuple[str, str]) -> int:
+    return int(item[0])
 
 
 class _Progress:
