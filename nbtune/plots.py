@@ -112,7 +112,10 @@ def _objective_name(view: StudyView, objective: int) -> str:
     names = view.metric_names
     if names and objective < len(names):
         return names[objective]
-    return "Objective value" if not view.is_multi_objective else f"Objective {objective}"
+    if view.is_multi_objective:
+        return f"Objective {objective}"
+    # An nbtune study's value is the normalized score (the raw metric with a None target).
+    return "Normalized score" if view.spec is not None else "Objective value"
 
 
 def _objective_note(view: StudyView, objective: int) -> str | None:
@@ -364,11 +367,14 @@ def get_parcoords_info(
 
     Args:
         view: The study view.
-        params: Parameters to show (default: all the study has, sorted by name).
+        params: Parameters to show (default: those at least half the complete trials have,
+            sorted by name: a flag added to the space late shows once enough trials have it,
+            instead of hiding every older trial).
         objective: Which objective is the score (multi-objective studies).
 
     Returns:
-        The columns.
+        The columns; trials without one of the shown parameters are left out (counted in
+        ``n_skipped``), and the note names what is not shown.
 
     Raises:
         ValueError: A requested parameter does not exist in the study.
@@ -393,7 +399,14 @@ def get_parcoords_info(
     _check_objective(view, objective)
     cols = view.columns
     ok, values = _complete_finite(view, objective)
-    names = sorted(cols.params) if params is None else list(params)
+    hidden: list[str] = []
+    if params is None:
+        n_ok = int(ok.sum())
+        have = {n: int((ok & ~np.isnan(cols.params[n])).sum()) for n in cols.params}
+        names = sorted(n for n, count in have.items() if 2 * count >= n_ok)
+        hidden = [f"{n} (in {have[n]} of {n_ok})" for n in sorted(set(have) - set(names))]
+    else:
+        names = list(params)
     missing = [n for n in names if n not in cols.params]
     if missing:
         raise ValueError(f"no parameter {missing[0]!r} in the study; it has {sorted(cols.params)}")
@@ -417,8 +430,19 @@ def get_parcoords_info(
         direction=view.directions[objective],
         objective=objective,
         n_skipped=int(ok.sum()) - int(rows.size),
-        note=_objective_note(view, objective),
+        note=_join_notes(
+            _objective_note(view, objective),
+            f"not shown: {', '.join(hidden)}" if hidden else None,
+            f"{int(ok.sum()) - int(rows.size)} trials lack a parameter"
+            if int(ok.sum()) > rows.size
+            else None,
+        ),
     )
+
+
+def _join_notes(*notes: str | None) -> str | None:
+    kept = [n for n in notes if n]
+    return "; ".join(kept) if kept else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,10 +610,13 @@ class LearningCurvesInfo:
 
     Attributes:
         curves: One per trial that has intermediate values.
+        checkpoints: For an nbtune study, checkpoints per seed: step ``s * checkpoints + k - 1``
+            is checkpoint ``k`` of seed ``s``. ``None`` for other studies (Optuna's steps).
 
     """
 
     curves: tuple[LearningCurve, ...]
+    checkpoints: int | None = None
 
 
 def get_learning_curves_info(
@@ -640,7 +667,11 @@ def get_learning_curves_info(
         steps = np.fromiter(sorted(trial.intermediate_values), np.int64)
         values = np.array([trial.intermediate_values[s] for s in steps.tolist()], float)
         curves.append(LearningCurve(trial.number, trial.state, steps, values, trial.number == best))
-    return LearningCurvesInfo(curves=tuple(curves))
+    spec = view.spec or {}
+    checkpoints = spec.get("checkpoints") if spec.get("reporting", "checkpoint") else None
+    if not isinstance(checkpoints, int) or isinstance(checkpoints, bool) or checkpoints < 1:
+        checkpoints = None
+    return LearningCurvesInfo(curves=tuple(curves), checkpoints=checkpoints)
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,9 +690,11 @@ class StatusInfo:
             by their script (not ``n_given_back``).
         total: The trial budget (explicit, or from the study spec), or ``None``.
         remaining: ``total - n_finished`` (not below 0), or ``None``.
-        seconds_per_trial: Mean interval between the recent completions (running trials in
-            parallel shorten it), or ``None`` with fewer than two finished trials.
-        eta_seconds: Estimated seconds until ``total`` trials are finished, or ``None``.
+        seconds_per_trial: Seconds of wall time per trial at the present pace: the mean run
+            time of the recent finished trials divided by the trials running now; ``None``
+            when nothing runs or nothing finished yet.
+        eta_seconds: Estimated seconds until ``total`` trials are finished (``None`` when
+            nothing runs: paused, stopped or idle studies have no ETA).
         elapsed_seconds: Since the first trial started, or ``None``.
         best_value: The best objective value so far (objective 0), or ``None``.
         n_given_back: Failed trials that do not count: interrupted (stopped, Ctrl-C) or whose
@@ -714,8 +747,9 @@ def get_status_info(
 ) -> StatusInfo:
     """Count trials by state and estimate the time left.
 
-    The rate is that of the last ``window`` completions (finished trials of any state); the ETA
-    is ``remaining * seconds_per_trial``, minus the time since the last completion.
+    The pace is the mean run time of the last ``window`` finished trials divided by the trials
+    running now; the ETA is the trials left (running ones counted as half done) at that pace.
+    With nothing running there is no ETA: a paused, stopped or idle study does not count down.
 
     Args:
         view: The study view.
@@ -746,8 +780,8 @@ def get_status_info(
         ...                        now=(t0 + datetime.timedelta(minutes=30)).timestamp())
         >>> info.counts["COMPLETE"], info.counts["RUNNING"], info.remaining
         (3, 1, 7)
-        >>> info.seconds_per_trial, info.eta_seconds
-        (600.0, 4200.0)
+        >>> info.seconds_per_trial, info.eta_seconds  # trials took 20 min on average, 1 runs
+        (1200.0, 7800.0)
 
     """
     cols = view.columns
@@ -758,22 +792,25 @@ def get_status_info(
     if total is None:
         total = _recorded_total(view)
     remaining = None if total is None else max(total - n_finished, 0)
-    times = cols.datetime_complete[np.isin(cols.state, _FINISHED)]
-    times = times[~np.isnan(times)]
+    # The rate comes from how long recent trials took to run, divided among the trials running
+    # now: idle time between runs (a pause, a stopped kernel) never inflates it.
+    finished = np.isin(cols.state, _FINISHED) & ~np.isnan(cols.datetime_complete)
+    finished &= ~np.isnan(cols.datetime_start)
+    durations = (cols.datetime_complete - cols.datetime_start)[finished]
+    ends = cols.datetime_complete[finished]
+    if durations.size > window >= 1:
+        recent = np.argpartition(ends, ends.size - window)[-window:]
+        durations = durations[recent]
+    running = counts[TrialState.RUNNING]
     seconds_per_trial = None
-    last = None
-    if times.size > window >= 2:
-        times = times[np.argpartition(times, times.size - window)[-window:]]
-    if times.size >= 2:
-        recent = np.sort(times)
-        span = float(recent[-1] - recent[0])
-        seconds_per_trial = span / (recent.size - 1) if span > 0 else None
-        last = float(recent[-1])
+    if durations.size and running:
+        seconds_per_trial = float(np.mean(np.maximum(durations, 0.0))) / running
     eta = None
     if remaining == 0:
         eta = 0.0
-    elif remaining is not None and seconds_per_trial is not None and last is not None:
-        eta = max(remaining * seconds_per_trial - max(now - last, 0.0), 0.0)
+    elif remaining is not None and seconds_per_trial is not None:
+        # Running trials are part done: count each as half a trial left.
+        eta = max(remaining - running / 2, 0.5) * seconds_per_trial
     starts = cols.datetime_start[~np.isnan(cols.datetime_start)]
     elapsed = max(now - float(starts.min()), 0.0) if starts.size else None
     best = None if view.is_multi_objective else view.best_number(0)
@@ -811,28 +848,52 @@ def format_duration(seconds: float) -> str:
 def format_status(info: StatusInfo) -> str:
     """One line of text for a status: counts, progress, best value and ETA.
 
-    Failed trials given back (interrupted, or their process died) show as "interrupted", apart
-    from those the script failed.
+    The finished trials (complete, pruned, failed by their script) add up to the finished count;
+    running, interrupted (given back: stopped, or their process died; they run again) and
+    waiting trials follow. The same words as the trial table and the command line.
 
     Example:
         >>> info = StatusInfo(counts={"RUNNING": 2, "COMPLETE": 10, "PRUNED": 1, "FAIL": 1,
         ...                           "WAITING": 0}, n_trials=14, n_finished=11, total=50,
         ...                   remaining=39, seconds_per_trial=30.0, eta_seconds=1170.0,
         ...                   elapsed_seconds=330.0, best_value=0.8123, n_given_back=1)
-        >>> format_status(info)
-        '11/50 finished: 10 complete, 1 pruned, 1 interrupted, 2 running | best 0.8123 | ETA 19m30s'
+        >>> for part in format_status(info).split(" | "):
+        ...     print(part)
+        11/50 finished: 10 complete, 1 pruned
+        2 running, 1 interrupted (run again)
+        best 0.8123
+        ETA 19m30s
 
     """
     counts = dict(info.counts)
-    counts["FAIL"] = counts.get("FAIL", 0) - info.n_given_back
-    counts["INTERRUPTED"] = info.n_given_back
-    parts = [
-        f"{counts.get(name, 0)} {name.lower()}"
-        for name in ("COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING")
-        if counts.get(name, 0)
+    failed = counts.get("FAIL", 0) - info.n_given_back
+    # What counts against the budget first (it adds up to the finished count), then the rest.
+    done_parts = [
+        f"{n} {word}"
+        for n, word in (
+            (counts.get("COMPLETE", 0), "complete"),
+            (counts.get("PRUNED", 0), "pruned"),
+            (failed, "failed"),
+        )
+        if n
+    ]
+    other_parts = [
+        f"{n} {word}"
+        for n, word in (
+            (counts.get("RUNNING", 0), "running"),
+            (info.n_given_back, "interrupted (run again)"),
+            (counts.get("WAITING", 0), "waiting"),
+        )
+        if n
     ]
     done = f"{info.n_finished}/{info.total}" if info.total is not None else f"{info.n_finished}"
-    text = f"{done} finished: " + (", ".join(parts) if parts else "no trials")
+    text = f"{done} finished"
+    if done_parts:
+        text += ": " + ", ".join(done_parts)
+    if other_parts:
+        text += " | " + ", ".join(other_parts)
+    if not done_parts and not other_parts:
+        text += ": no trials"
     if info.best_value is not None:
         text += f" | best {info.best_value:.4g}"
     if info.eta_seconds is not None and info.remaining:
@@ -851,6 +912,26 @@ def _go() -> Any:
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
     return go
+
+
+def _empty_note(fig: Any, text: str | None) -> None:
+    """Say in the middle of an empty chart why it is empty (instead of bare axes)."""
+    kept = [a for a in fig.layout.annotations if getattr(a, "name", None) != "nbtune-empty"]
+    if text:
+        kept.append(
+            {
+                "name": "nbtune-empty",
+                "text": text,
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "font": {"size": 14, "color": "#888"},
+            }
+        )
+    if len(kept) != len(fig.layout.annotations) or text:
+        fig.layout.annotations = kept
 
 
 @contextlib.contextmanager
@@ -922,6 +1003,7 @@ def update_history_figure(fig: Any, info: HistoryInfo) -> Any:
                 yaxis_title=info.objective_name,
                 legend={"orientation": "h", "y": -0.2},
             )
+        _empty_note(fig, None if finite.any() else "No finished trial yet")
     return fig
 
 
@@ -960,13 +1042,12 @@ def update_parcoords_figure(fig: Any, info: ParcoordsInfo) -> Any:
 
     """
     go = _go()
-    first = len(fig.data) == 0
     with _batch(fig):
         (trace,) = _sync_traces(fig, (go.Parcoords,), lambda i: go.Parcoords())
         trace.dimensions = [_dimension_dict(d) for d in (info.score, *info.dimensions)]
         # Slanted axis titles: level ones overlap from about six parameters in a narrow panel.
         slanted = len(info.dimensions) >= 4
-        trace.labelangle = -25 if slanted else 0
+        trace.labelangle = (-45 if len(info.dimensions) >= 7 else -25) if slanted else 0
         trace.domain = {"y": [0.0, 0.85 if slanted else 1.0]}  # room for them under the title
         trace.line = {
             "color": info.score.values,
@@ -975,10 +1056,9 @@ def update_parcoords_figure(fig: Any, info: ParcoordsInfo) -> Any:
             "showscale": True,
             "colorbar": {"title": {"text": info.score.label}},
         }
-        if first:
-            fig.update_layout(
-                title={"text": "Parameters" + (f" ({info.note})" if info.note else "")}
-            )
+        # The note (parameters not shown, trials left out) changes as trials come in.
+        fig.update_layout(title={"text": "Parameters" + (f" ({info.note})" if info.note else "")})
+        _empty_note(fig, None if info.numbers.size else "No complete trial yet")
     return fig
 
 
@@ -1024,6 +1104,12 @@ def update_env_scores_figure(fig: Any, info: EnvScoresInfo) -> Any:
                 barmode="group",
                 yaxis_title="Normalized score (mean over seeds)",
             )
+        _empty_note(
+            fig,
+            None
+            if fig.data and any(len(t.x or ()) for t in fig.data)
+            else "No complete trial with per-environment scores yet",
+        )
     return fig
 
 
@@ -1055,6 +1141,13 @@ def update_learning_curves_figure(fig: Any, info: LearningCurvesInfo) -> Any:
         for trace, curve in zip(traces, info.curves, strict=True):
             running = curve.state == TrialState.RUNNING
             trace.x, trace.y = curve.steps, curve.values
+            if info.checkpoints is not None:  # the user's words: seed s, checkpoint k of K
+                per = info.checkpoints
+                trace.text = [
+                    f"seed {s // per}, checkpoint {s % per + 1} of {per}"
+                    for s in curve.steps.tolist()
+                ]
+                trace.hovertemplate = "%{text}: %{y:.4g}<extra>%{fullData.name}</extra>"
             label = "best " if curve.is_best else ""
             trace.name = f"{label}#{curve.number} ({curve.state.name.lower()})"
             trace.line = {
@@ -1064,11 +1157,17 @@ def update_learning_curves_figure(fig: Any, info: LearningCurvesInfo) -> Any:
         steps = [c.steps for c in info.curves if len(c.steps)]
         fig.update_xaxes(dtick=_integer_dtick(np.concatenate(steps) if steps else np.array([])))
         if first:
+            nbtune_study = info.checkpoints is not None
             fig.update_layout(
                 title={"text": "Learning curves"},
-                xaxis_title="Step",
-                yaxis_title="Intermediate value",
+                xaxis_title=(
+                    f"checkpoint ({info.checkpoints} per seed, seeds in turn)"
+                    if nbtune_study
+                    else "Step"
+                ),
+                yaxis_title="Score so far" if nbtune_study else "Intermediate value",
             )
+        _empty_note(fig, None if info.curves else "No checkpoint reported yet")
     return fig
 
 

@@ -131,7 +131,11 @@ def test_history_matches_storage(rich: tuple[str, optuna.Study]) -> None:
         best.append(running_best)
     np.testing.assert_array_equal(info.best, best)
     assert info.best_value == max(t.value for t in trials if t.state == TrialState.COMPLETE)
-    assert info.note is None and info.objective_name == "Objective value"
+    # An nbtune study (it has a spec) calls its value what the panel and notebooks call it.
+    assert info.note is None and info.objective_name == "Normalized score"
+    study = optuna.create_study(study_name="plain")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert get_history_info(StudyView.from_study(study)).objective_name == "Objective value"
 
 
 def test_parcoords_matches_storage(rich: tuple[str, optuna.Study]) -> None:
@@ -228,13 +232,17 @@ def test_status_counts_and_eta(rich: tuple[str, optuna.Study]) -> None:
     }
     assert info.n_finished == 15 and info.n_trials == 18
     assert info.total == 40 and info.remaining == 25  # from the spec's budget
-    done = sorted(t.datetime_complete.timestamp() for t in trials if t.state.is_finished())[-5:]
-    assert info.seconds_per_trial == pytest.approx((done[-1] - done[0]) / 4)
-    expected_eta = max(25 * info.seconds_per_trial - (now - done[-1]), 0.0)
-    assert info.eta_seconds == pytest.approx(expected_eta)
+    finished = sorted(
+        (t for t in trials if t.state.is_finished() and t.datetime_start is not None),
+        key=lambda t: t.datetime_complete,
+    )[-5:]
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished]
+    # The mean run time of the last 5, shared by the 2 trials running now.
+    assert info.seconds_per_trial == pytest.approx(sum(durations) / 5 / 2)
+    assert info.eta_seconds == pytest.approx((25 - 2 / 2) * info.seconds_per_trial)
     assert info.elapsed_seconds == pytest.approx(now - T0.timestamp())
     text = format_status(info)
-    assert text.startswith("15/40 finished: 12 complete, 2 pruned, 1 fail, 2 running, 1 waiting")
+    assert text.startswith("15/40 finished: 12 complete, 2 pruned, 1 failed | 2 running, 1 waiting")
     assert "ETA" in text and "best" in text
     explicit = get_status_info(view, total=15, now=now)
     assert explicit.remaining == 0 and explicit.eta_seconds == 0.0
@@ -252,7 +260,7 @@ def test_status_reads_the_recorded_budget(rich: tuple[str, optuna.Study]) -> Non
     assert info.total == 20 and info.n_finished == 15 and info.n_given_back == 1
     assert info.remaining == 20 - 15
     assert format_status(info).startswith(
-        "15/20 finished: 12 complete, 2 pruned, 1 fail, 1 interrupted, 2 running"
+        "15/20 finished: 12 complete, 2 pruned, 1 failed | 2 running, 1 interrupted (run again)"
     )
 
 

@@ -172,7 +172,7 @@ def test_target_editor_shows_errors_beside_fields_and_applies_nothing(make_widge
     env_b.low.value = f"__import__('pathlib').Path({str(marker)!r}).touch()"
     editor.apply.click()
     assert "low == high" in _text(env_a.message)
-    assert "not a literal" in _text(env_b.message)
+    assert "must be a number such as" in _text(env_b.message)
     assert "nothing was applied" in _text(editor.message)
     assert not marker.exists()
 
@@ -292,7 +292,7 @@ def _check_figures(widget: TunerWidget, study: optuna.Study) -> None:
 
     (parcoords,) = figs["parcoords"].data
     dims = {d["label"]: np.asarray(d["values"]) for d in parcoords.dimensions}
-    np.testing.assert_allclose(dims["Objective value"], [t.value for t in complete])
+    np.testing.assert_allclose(dims["Normalized score"], [t.value for t in complete])
     np.testing.assert_allclose(
         dims["learning-rate"], [math.log10(t.params["learning-rate"]) for t in complete]
     )

@@ -169,7 +169,9 @@ class TargetsEditor:
             )
             return None
         if not ok:
-            self.message.value = message_html("fix the fields marked in red: nothing was applied")
+            self.message.value = message_html(
+                "fix the fields with a message beside them: nothing was applied"
+            )
             return None
         return out
 
@@ -438,7 +440,9 @@ class SpaceEditor:
                 row.message.value = message_html(str(exc))
                 ok = False
         if not ok:
-            self.message.value = message_html("fix the fields marked in red: nothing was applied")
+            self.message.value = message_html(
+                "fix the fields with a message beside them: nothing was applied"
+            )
             return None
         if not names:
             self.message.value = message_html("sample at least one parameter")

@@ -107,14 +107,19 @@ async function render({ model, el }) {
   }
   const config = { responsive: true, displaylogo: false };
   const draw = () => {
-    const layout = Object.assign({}, model.get("figure_layout"), { autosize: true });
+    const layout = themed(Object.assign({}, model.get("figure_layout"), { autosize: true }));
     delete layout.height;
     delete layout.width;
+    // The toolbar stands upright at the right edge, over no title.
+    layout.modebar = Object.assign({ orientation: "v" }, layout.modebar);
     return Plotly.react(gd, model.get("traces"), layout, config);
   };
   await draw();
   model.on("change:traces", draw);
   model.on("change:figure_layout", draw);
+  // JupyterLab's theme can change while the page is open: redraw in its colors.
+  const theme = new MutationObserver(draw);
+  theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light"] });
   let width = gd.offsetWidth;
   const resize = new ResizeObserver(() => {
     if (gd.offsetWidth > 0 && gd.offsetWidth !== width) {
@@ -125,8 +130,29 @@ async function render({ model, el }) {
   resize.observe(gd);
   return () => {
     resize.disconnect();
+    theme.disconnect();
     Plotly.purge(gd);
   };
+}
+
+// Under a dark JupyterLab theme: transparent backgrounds, the theme's text and grid colors.
+function themed(layout) {
+  if (document.body.dataset.jpThemeLight !== "false") return layout;
+  const css = getComputedStyle(document.body);
+  const color = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  const text = color("--jp-ui-font-color1", "#e0e0e0");
+  const grid = color("--jp-border-color2", "#555");
+  const lines = { gridcolor: grid, zerolinecolor: grid, linecolor: grid };
+  const axis = (a) => Object.assign({}, a, lines);
+  const out = Object.assign({}, layout, {
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    font: Object.assign({}, layout.font, { color: text }),
+    xaxis: axis(layout.xaxis),
+    yaxis: axis(layout.yaxis),
+  });
+  out.legend = Object.assign({}, layout.legend, { bgcolor: "rgba(0,0,0,0)" });
+  return out;
 }
 export default { render };
 """

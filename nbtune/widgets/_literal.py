@@ -82,10 +82,10 @@ def number(text: str, what: str = "value") -> float | int:
     """
     try:
         value = literal(text)
-    except FieldError as exc:
-        raise FieldError(f"{what}: {exc}") from None
+    except FieldError:
+        value = None  # not a literal at all: the same message as any other non-number
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FieldError(f"{what} must be a number, got {text.strip()!r}")
+        raise FieldError(f"{what} must be a number such as 500, -0.5 or 3e-4; got {text.strip()!r}")
     if not math.isfinite(value):
         raise FieldError(f"{what} must be a finite number, got {text.strip()!r}")
     return value

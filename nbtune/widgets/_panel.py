@@ -33,7 +33,6 @@ FIGURES = {
     "parcoords": "nbtune-parcoords",
     "learning_curves": "nbtune-learning-curves",
 }
-SCORE_LABEL = "Normalized score"
 
 
 def _figure(name: str) -> go.Figure:
@@ -122,12 +121,12 @@ class Panel:
         self.plots = {name: LivePlot(height=FIGURE_HEIGHT) for name in FIGURES}
         boxes = []
         for name, css in FIGURES.items():
-            box = W.Box([self.plots[name]], layout=W.Layout(width="50%", min_width="320px"))
+            # Two charts a row where they fit at 420 px or more each, else one filling the row.
+            box = W.Box([self.plots[name]], layout=W.Layout(flex="1 1 420px", min_width="0"))
             box.add_class(css)
             box.add_class("nbtune-figure")
             boxes.append(box)
-        row = W.Layout(flex_flow="row wrap")
-        charts = W.VBox([W.HBox(boxes[:2], layout=row), W.HBox(boxes[2:], layout=row)])
+        charts = W.HBox(boxes, layout=W.Layout(flex_flow="row wrap", width="100%"))
 
         self.best_command_html = _html("nbtune-best-command")
         self.best_dict_html = _html("nbtune-best-dict")
@@ -198,8 +197,6 @@ class Panel:
         plots.update_learning_curves_figure(
             figs["learning_curves"], plots.get_learning_curves_info(view)
         )
-        if view.spec is not None and figs["history"].layout.yaxis.title.text != SCORE_LABEL:
-            figs["history"].layout.yaxis.title.text = SCORE_LABEL
         for name, fig in figs.items():
             self.plots[name].draw(fig)
         self.table.value = _render.trials_table_html(view)

@@ -80,7 +80,8 @@ def progress_html(status: StatusInfo | None) -> str:
         if n
     )
     return (
-        '<div style="display:flex;height:10px;width:100%;background:#eee;border-radius:5px;'
+        '<div style="display:flex;height:10px;width:100%;background:var(--jp-layout-color3, #eee);'
+        "border-radius:5px;"
         f'overflow:hidden">{segments}</div>'
     )
 
@@ -93,22 +94,46 @@ def _duration(trial: FrozenTrial, now: datetime.datetime) -> str:
     return plots.format_duration(max((end - start).total_seconds(), 0.0))
 
 
+def state_word(trial: FrozenTrial) -> str:
+    """A trial's state in the words every view uses (status line, table, command line).
+
+    A failed trial that its script did not fail (stopped, Ctrl-C, or its process died) is
+    "interrupted": it runs again, and does not count against the budget.
+    """
+    if trial.state == TrialState.FAIL:
+        kind = trial.system_attrs.get(_attrs.FAIL_KIND)
+        return "interrupted" if kind in ("interrupted", "stale") else "failed"
+    return {TrialState.COMPLETE: "complete"}.get(trial.state, trial.state.name.lower())
+
+
+_CELL = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2, #ddd);text-align:left"
+
+
 def trials_table_html(view: StudyView, limit: int = 15) -> str:
     """The most recent trials (newest first): number, state, value, duration, parameters."""
-    trials = [t for t in view.trials if t.state != TrialState.WAITING][-limit:]
+    shown_states = [t for t in view.trials if t.state != TrialState.WAITING]
+    trials = shown_states[-limit:]
     waiting = view.count_states()[TrialState.WAITING]
     if not trials:
         return "<i>No trials yet.</i>" + (f" {waiting} waiting." if waiting else "")
     now = datetime.datetime.now()
     names = sorted({name for t in trials for name in t.params})
-    head = "".join(f"<th>{esc(n)}</th>" for n in ("#", "state", "value", "time", *names, "note"))
+    head = "".join(
+        f'<th style="{_CELL}">{esc(n)}</th>'
+        for n in ("#", "state", "score", "time", *names, "note")
+    )
     rows = []
     for trial in reversed(trials):
-        state = trial.state.name
+        word = state_word(trial)
         value = fmt(trial.values[0]) if trial.values else ""
+        number = str(trial.number)
+        parent = trial.system_attrs.get(_attrs.FORKED_FROM)
+        if parent is not None and parent != trial.number:
+            number += f' <small title="its number in the parent study">(#{esc(parent)})</small>'
         cells = [
-            str(trial.number),
-            f'<span style="color:{STATE_COLORS.get(state, "#000")}">{esc(state.lower())}</span>',
+            number,
+            f'<span style="color:{STATE_COLORS.get(trial.state.name, "inherit")}">{esc(word)}'
+            "</span>",
             esc(value),
             esc(_duration(trial, now)),
             *(esc(fmt(trial.params[n])) if n in trial.params else "" for n in names),
@@ -116,13 +141,20 @@ def trials_table_html(view: StudyView, limit: int = 15) -> str:
         ]
         rows.append(
             f'<tr class="nbtune-trial-row" data-number="{trial.number}">'
-            + "".join(f"<td>{c}</td>" for c in cells)
+            + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells)
             + "</tr>"
         )
-    more = f"<div><i>{waiting} waiting (queued or reserved)</i></div>" if waiting else ""
+    count = (
+        f"the latest {len(trials)} of {len(shown_states)} trials"
+        if len(shown_states) > len(trials)
+        else f"{len(trials)} trial{'s' if len(trials) != 1 else ''}"
+    )
+    more = f", {waiting} waiting (queued or reserved)" if waiting else ""
     return (
-        '<table class="nbtune-table" style="border-collapse:collapse;font-size:12px">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+        f'<div class="nbtune-table-count"><i>{count}{more}</i></div>'
+        '<div style="overflow-x:auto"><table class="nbtune-table" '
+        'style="border-collapse:collapse;font-size:12px">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -175,8 +207,8 @@ def error_html(message: str) -> str:
         else ""
     )
     return (
-        '<div style="border:1px solid #d62728;background:#fdecea;padding:4px 8px;'
-        f'border-radius:4px"><b>Error:</b> {esc(first)}{details}</div>'
+        '<div style="border:1px solid #d62728;background:rgba(214,39,40,0.08);padding:4px 8px;'
+        f'border-radius:4px;color:inherit"><b>Error:</b> {esc(first)}{details}</div>'
     )
 
 
@@ -184,7 +216,8 @@ def code_html(text: str) -> str:
     """A block of copyable text."""
     return (
         "<pre style='margin:0;white-space:pre-wrap;word-break:break-all;font-size:12px;"
-        f"background:#f6f8fa;padding:4px'>{esc(text)}</pre>"
+        "background:var(--jp-layout-color2, #f6f8fa);color:var(--jp-content-font-color1, #000);"
+        f"padding:4px'>{esc(text)}</pre>"
     )
 
 

@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial
 from nbtune._attrs import PARENT
 from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
+from nbtune._output import quiet_optuna
 from nbtune._results import trial_config, trial_flags
 from nbtune._scoring import AGGREGATIONS, check_aggregation, check_target_scores
 from nbtune._session import SessionEvent, TuningSession
@@ -135,7 +136,11 @@ class TunerWidget(traitlets.HasTraits):
         tuner = tuner.replace(verbose=False, progress_bar=False)
         # Opens the study (refusing a mismatched one) and settles the seeds with it.
         # A kernel restart re-runs the cells that made the parent: continue its newest fork.
-        session = TuningSession(tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True)
+        # Optuna's "[I ...] A new study created" would print above the panel: kept out.
+        with quiet_optuna():
+            session = TuningSession(
+                tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True
+            )
         view = StudyView(tuner.storage, session.study_name)
         self._setup(session, view, num_trials, refresh_interval)
 
