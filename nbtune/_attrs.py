@@ -19,12 +19,15 @@ Trial user attributes (JSON values):
 * ``script_sha256``: hash of the training script the trial ran.
 * ``versions``: ``{"nbtune": ..., "optuna": ..., "interpreter": "Python 3.11.7"}``.
 * ``fail_reason`` and ``stderr_tail``: why a failed trial failed, and the end of its stderr.
+* ``nbtune:retry_of``: on a trial that repeats one whose process died, that trial's number.
 * ``data_warnings``: ``list[str]``, parts of the experiments' event files that could not be read
   (a corrupt record, a partial one at the end); the score comes from the points read.
 
 Trial system attributes:
 
 * ``nbtune:heartbeat``: wall-clock time of the last heartbeat, for storages without Optuna's.
+* ``nbtune:owner``: ``{"host", "pid", "since"}`` of the process running the trial (a restart on
+  the same machine fails the trial at once when that process is gone).
 * ``nbtune:fail_kind``: why a trial failed: ``"script"`` (the script crashed, logged no metric
   or timed out: counts as a finished trial), ``"interrupted"`` (Ctrl-C, SIGTERM, a stop request)
   or ``"stale"`` (its process died; the trial is retried).
@@ -70,6 +73,8 @@ DATA_WARNINGS = "data_warnings"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
+OWNER = "nbtune:owner"
+RETRY_OF = "nbtune:retry_of"
 RESERVED = "nbtune:reserved"
 CREATE_TOKEN = "nbtune:create_token"
 FORKED_FROM = "nbtune:forked_from"

@@ -41,7 +41,7 @@ from nbtune._resources import available_memory
 from nbtune._retention import apply_retention
 from nbtune._scoring import normalize, normalize_all, trial_value
 from nbtune._space import sample_params
-from nbtune._storage import fail_stale_trials, forget_trial, record_heartbeat
+from nbtune._storage import fail_stale_trials, forget_trial, record_heartbeat, record_owner
 from nbtune._version import __version__
 
 if TYPE_CHECKING:
@@ -371,6 +371,7 @@ class Scheduler:
         if trial is None:
             return None
         record_heartbeat(self.study, _optuna.trial_id(trial))
+        record_owner(self.study, _optuna.trial_id(trial))
         self._check_script()
         envs = list(self.config.target_scores)
         seeds = list(range(self.num_seeds))

@@ -29,6 +29,7 @@ from nbtune._errors import ConfigError
 from nbtune._rescore import fork_study, lineage
 from nbtune._scheduler import RunSummary
 from nbtune._space import SearchSpace
+from nbtune._storage import STALE_REASON, fail_stale_trials
 from nbtune._trust import trusted_spec
 
 if TYPE_CHECKING:
@@ -113,6 +114,11 @@ class TuningSession:
         self.num_trials = num_trials
         self.timeout = timeout
         self.num_seeds = self._settle_seeds(num_seeds)
+        # A kernel restart leaves its trial RUNNING: fail it now (its process on this machine is
+        # gone, or its heartbeat is stale) so that it runs again, and say so.
+        config = self._tuner.config
+        for number in fail_stale_trials(self._tuner.study, 2 * config.heartbeat_interval):
+            self._notes.append(f"trial {number}: {STALE_REASON}")
         self._state = "idle"
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()

@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import socket
 import sys
 import threading
 import time
@@ -355,9 +356,10 @@ def _enable_wal(storage: RDBStorage) -> None:
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a stale trial, minus what belonged to the dead run.
 
-    The retry copies the failed trial's system attributes; nbtune's heartbeat, failure kind and
-    creation token describe the dead run, and an inherited heartbeat would make the retry look
-    stale (or alive) before it ran.
+    The retry copies the failed trial's attributes; nbtune's heartbeat, owner, failure kind,
+    reason and creation token describe the dead run, and an inherited heartbeat would make the
+    retry look stale (or alive) before it ran. The retry records the number of the trial it
+    repeats (``nbtune:retry_of``).
     """
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -366,7 +368,16 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             k: v
             for k, v in trial.system_attrs.items()
-            if k not in (_attrs.HEARTBEAT, _attrs.FAIL_KIND, _attrs.CREATE_TOKEN)
+            if k not in (_attrs.HEARTBEAT, _attrs.FAIL_KIND, _attrs.CREATE_TOKEN, _attrs.OWNER)
+        }
+        # Why the dead run failed is not the retry's story; which trial it repeats is.
+        trial.user_attrs = {
+            **{
+                k: v
+                for k, v in trial.user_attrs.items()
+                if k not in (_attrs.FAIL_REASON, _attrs.STDERR_TAIL, _attrs.DATA_WARNINGS)
+            },
+            _attrs.RETRY_OF: trial.number,
         }
         super().__call__(study, trial)
 
@@ -663,6 +674,46 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
     storage.set_trial_system_attr(trial_id, _attrs.HEARTBEAT, time.time())
 
 
+def record_owner(study: optuna.Study, trial_id: int) -> None:
+    """Record which process on which machine runs a trial.
+
+    A process restarted on the same machine (a kernel restart, a worker started again after a
+    kill) then sees at once that the trial's process is gone, instead of waiting for its
+    heartbeat to go stale; a view shows where a running trial runs.
+    """
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": _started(os.getpid())}
+    _optuna.study_storage(study).set_trial_system_attr(trial_id, _attrs.OWNER, owner)
+
+
+def _started(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, Linux), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            fields = file.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])  # starttime, the 22nd field of stat(5)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _died_here(trial: FrozenTrial) -> bool:
+    """Whether the trial's process ran on this machine and is gone (or its pid was reused)."""
+    owner = trial.system_attrs.get(_attrs.OWNER)
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    if not os.path.isdir("/proc"):  # no way to tell a reused pid: only a missing process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    return _started(pid) != owner.get("since") or _started(pid) is None
+
+
 # Trials whose heartbeat this process records, by storage: alive as long as this process is.
 _own_trials: set[tuple[str, int]] = set()
 
@@ -720,7 +771,7 @@ def fail_stale_trials(
         started = trial.datetime_start
         if beat is not None and started is not None and float(beat) < started.timestamp() - 1:
             beat = None  # inherited from the failed trial this one retries (older nbtune)
-        if optuna_heartbeat and _optuna.trial_id(trial) in stale_ids:
+        if _died_here(trial) or (optuna_heartbeat and _optuna.trial_id(trial) in stale_ids):
             pass
         elif beat is None:
             queued = QUEUED_MARKS & trial.system_attrs.keys()
@@ -742,6 +793,7 @@ def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | 
         # The kind first: a finished trial takes no more attributes. Should the trial end
         # meanwhile, its own state wins (a complete trial counts whatever its kind says).
         storage.set_trial_system_attr(trial_id, _attrs.FAIL_KIND, "stale")
+        storage.set_trial_user_attr(trial_id, _attrs.FAIL_REASON, STALE_REASON)
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -751,4 +803,14 @@ def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | 
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryStaleTrial(max_retry=max_retry)
         retry(study, storage.get_trial(trial_id))
+        # Link the retry to the trial it repeats, by number, for the views.
+        for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if waiting.system_attrs.get(_attrs.OPTUNA_FAILED_TRIAL) == trial_id:
+                storage.set_trial_user_attr(
+                    _optuna.trial_id(waiting), _attrs.RETRY_OF, trial.number
+                )
     return True
+
+
+#: Why a trial whose process died was failed (it runs again as another trial).
+STALE_REASON = "its process stopped (kernel restart or kill): it runs again as a new trial"

@@ -492,3 +492,27 @@ def test_a_hard_killed_tuner_leaves_no_orphans_and_its_trial_is_retried(tmp_path
     assert trials[0].state == TrialState.FAIL
     assert trials[1].system_attrs.get("failed_trial") == 0
     assert all(t.state != TrialState.RUNNING for t in trials)
+
+
+def test_after_a_restart_the_dead_kernels_trial_is_failed_at_once_and_linked_to_its_retry(
+    tmp_path,
+):
+    """A kernel killed mid-trial leaves it RUNNING; the next session on the same machine sees
+    that its process is gone (no waiting for the heartbeat), fails it with the reason, and the
+    retry names the trial it repeats."""
+    # A long heartbeat: without the owner check the trial would stay RUNNING for 2 minutes.
+    proc = subprocess.Popen([sys.executable, "-c", _tuner_program(tmp_path, "hang", heartbeat=60)])
+    _wait_for_script(tmp_path)
+    proc.kill()
+    proc.wait()
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    (trial,) = optuna.load_study(study_name="kill", storage=storage).trials
+    assert trial.state.name == "RUNNING"
+    session = nbtune.Tuner.from_study(storage, "kill", verbose=False).session(None)
+    assert session.notes == [
+        "trial 0: its process stopped (kernel restart or kill): it runs again as a new trial"
+    ]
+    dead, retry = session.study.get_trials(deepcopy=False)
+    assert dead.state.name == "FAIL"
+    assert dead.user_attrs["fail_reason"].startswith("its process stopped")
+    assert retry.state.name == "WAITING" and retry.user_attrs["nbtune:retry_of"] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import html
 import math
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -137,7 +138,7 @@ def trials_table_html(view: StudyView, limit: int = 15) -> str:
             esc(value),
             esc(_duration(trial, now)),
             *(esc(fmt(trial.params[n])) if n in trial.params else "" for n in names),
-            esc(_short(trial.user_attrs.get(_attrs.FAIL_REASON, ""), 80)),
+            esc(_short(_note(trial), 80)),
         ]
         rows.append(
             f'<tr class="nbtune-trial-row" data-number="{trial.number}">'
@@ -156,6 +157,21 @@ def trials_table_html(view: StudyView, limit: int = 15) -> str:
         'style="border-collapse:collapse;font-size:12px">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _note(trial: FrozenTrial) -> str:
+    """Why a trial failed, which one it repeats, or where it runs (on another machine)."""
+    notes = []
+    if trial.user_attrs.get(_attrs.FAIL_REASON):
+        notes.append(str(trial.user_attrs[_attrs.FAIL_REASON]))
+    if trial.user_attrs.get(_attrs.RETRY_OF) is not None:
+        notes.append(f"retry of #{trial.user_attrs[_attrs.RETRY_OF]}")
+    owner = trial.system_attrs.get(_attrs.OWNER)
+    if trial.state == TrialState.RUNNING and isinstance(owner, dict):
+        host = owner.get("host")
+        if host and host != socket.gethostname():
+            notes.append(f"running on {host}")
+    return "; ".join(notes)
 
 
 def _short(text: Any, n: int) -> str:
