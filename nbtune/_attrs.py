@@ -21,6 +21,9 @@ Trial user attributes (JSON values):
 * ``fail_reason`` and ``stderr_tail``: why a failed trial failed, and the end of its stderr.
 * ``data_warnings``: ``list[str]``, parts of the experiments' event files that could not be read
   (a corrupt record, a partial one at the end); the score comes from the points read.
+* ``validates_trial`` and ``tuning_score`` (trials of a validation study, set when the
+  configuration is enqueued): the number of the tuning study's trial whose configuration this
+  trial re-runs on fresh seeds, and that trial's value in the tuning study.
 
 Trial system attributes:
 
@@ -45,6 +48,10 @@ Study user attributes:
   the machine that stored it (see :mod:`nbtune._trust`).
 * ``nbtune:total_trials``: the study's trial budget, shared by all its processes.
 * ``nbtune:parent``: the name of the study that a re-scored fork was made from.
+* ``nbtune:validation``: on a tuning study, the name of the study that validates its best
+  configurations on fresh seeds (see :mod:`nbtune._validation`).
+* ``nbtune:validation_of``: on a validation study, ``{"study": name of the tuning study,
+  "seeds": [the fresh seeds], "trials": [the validated trials' numbers, best first]}``.
 
 Keys Optuna itself stores, which nbtune reads:
 
@@ -65,6 +72,8 @@ VERSIONS = "versions"
 FAIL_REASON = "fail_reason"
 STDERR_TAIL = "stderr_tail"
 DATA_WARNINGS = "data_warnings"
+VALIDATES_TRIAL = "validates_trial"
+TUNING_SCORE = "tuning_score"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
@@ -77,6 +86,8 @@ STUDY_SPEC_HISTORY = "nbtune:spec_history"
 SPEC_SIGNATURE = "nbtune:spec_signature"
 TOTAL_TRIALS = "nbtune:total_trials"
 PARENT = "nbtune:parent"
+VALIDATION_STUDY = "nbtune:validation"
+VALIDATION_OF = "nbtune:validation_of"
 
 OPTUNA_FAILED_TRIAL = "failed_trial"
 OPTUNA_FIXED_PARAMS = "fixed_params"
