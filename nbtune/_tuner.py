@@ -643,12 +643,11 @@ class Tuner:
             >>> report.recommended.trial, str(report.recommended.iqm)  # doctest: +SKIP
             (30, '0.910 [0.880, 0.930]')
         """
-        from nbtune._validation import ValidationReport
-
-        validator = self.validation(top_k, num_seeds)
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
         with quiet_optuna() if self.config.verbose else contextlib.nullcontext():
-            validator.session(None, timeout=timeout).run()
-        report = ValidationReport.from_storage(validator.storage, validator.config.study_name)
+            report = self.session(None, timeout=timeout).validate(top_k, num_seeds)
+        assert report is not None
         self._say(report.table())
         return report
 
