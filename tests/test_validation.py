@@ -18,6 +18,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from _support import TOY
@@ -287,3 +288,62 @@ def test_a_script_that_reports_every_flag_as_passed_completes(tuned):
     trials = _tuner(tuned).study.trials
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert all(not math.isnan(t.value) for t in trials)
+
+
+# --------------------------------------------------------------------------------------------
+# The charts: compute, then draw
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_winners_curse_chart_shows_tuning_scores_beside_fresh_iqms(validated):
+    from nbtune import plots
+
+    tmp, report, _ = validated
+    with nbtune.StudyView(f"sqlite:///{tmp}/study.db", "s.validation") as view:
+        info = plots.get_winners_curse_info(view, reps=2000)
+    assert info.numbers.tolist() == [c.trial for c in report.configurations]
+    assert info.tuning_scores.tolist() == [c.tuning_score for c in report.configurations]
+    assert info.iqm.tolist() == [c.iqm.value for c in report.configurations]  # type: ignore[union-attr]
+    assert np.all(info.ci_low <= info.iqm) and np.all(info.iqm <= info.ci_high)
+    assert info.recommended == report.recommended.trial  # type: ignore[union-attr]
+    assert info.n_done.tolist() == [20, 20, 20] and info.n_seeds == 10
+    assert info.lines[0].startswith(f"#{report.naive_best.trial}: tuning said")  # type: ignore[union-attr]
+    fig = plots.plot_winners_curse(info)
+    assert [t.name for t in fig.data] == ["Tuning score", "Fresh-seed IQM (10 seeds), 95% CI"]
+    assert "tuning said" in fig.layout.title.text
+    assert list(fig.data[1].marker.symbol).count("star") == 1
+    again = plots.update_winners_curse_figure(fig, info)
+    assert again is fig and len(fig.data) == 2
+
+
+def test_the_winners_curse_chart_of_a_study_not_validated_is_empty(tuned):
+    from nbtune import plots
+
+    with nbtune.StudyView(f"sqlite:///{tuned}/study.db", "s") as view:
+        info = plots.get_winners_curse_info(view)
+    assert info.numbers.size == 0 and info.statement == "not validated yet"
+    assert len(plots.plot_winners_curse(info).data) == 2
+
+
+def test_parameter_importance_says_how_many_trials_it_rests_on(tmp_path):
+    from nbtune import plots
+
+    study = optuna.create_study(
+        study_name="imp",
+        storage=f"sqlite:///{tmp_path}/imp.db",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=1),
+    )
+    view = nbtune.StudyView(f"sqlite:///{tmp_path}/imp.db", "imp")
+    assert plots.get_importance_info(view).note is not None  # no trial yet
+    study.optimize(
+        lambda t: t.suggest_float("lr", 0, 1) + 0.01 * t.suggest_int("layers", 1, 3), n_trials=30
+    )
+    study.optimize(lambda t: 1 / 0, n_trials=1, catch=(ZeroDivisionError,))  # a failed trial
+    view.refresh()
+    info = plots.get_importance_info(view)
+    assert info.params[0] == "lr" and set(info.params) == {"lr", "layers"}
+    assert info.n_trials == 30 and info.importances.sum() == pytest.approx(1.0)
+    fig = plots.plot_importance(info)
+    assert "30 complete trials" in fig.layout.title.text
+    assert list(fig.data[0].y) == ["layers", "lr"]  # the most important on top
