@@ -891,6 +891,12 @@ class WinnersCurseInfo:
     lines: tuple[str, ...]
     statement: str
 
+    @classmethod
+    def empty(cls, statement: str = "not validated yet") -> WinnersCurseInfo:
+        """No configuration: a study not validated (yet)."""
+        floats, ints = np.array([], float), np.array([], np.int64)
+        return cls(ints, floats, floats, floats, floats, ints, ints, None, 0, (), statement)
+
 
 def get_winners_curse_info(view: StudyView, *, reps: int | None = None) -> WinnersCurseInfo:
     """Compute the winner's-curse chart of a validation study.
@@ -914,11 +920,7 @@ def get_winners_curse_info(view: StudyView, *, reps: int | None = None) -> Winne
     from nbtune._validation import ValidationRecord, ValidationReport
 
     if ValidationRecord.read(view.user_attrs) is None:
-        empty = np.array([], float)
-        return WinnersCurseInfo(
-            empty.astype(np.int64), empty, empty, empty, empty, empty.astype(np.int64),
-            empty.astype(np.int64), None, 0, (), "not validated yet",
-        )  # fmt: skip
+        return WinnersCurseInfo.empty()
     report = ValidationReport.from_view(view, reps=reps or DEFAULT_REPS)
     configs = report.configurations
 
@@ -1008,7 +1010,10 @@ def get_importance_info(
     names = {name for t in trials for name in t.distributions}
     if not names:
         return empty("the trials have no parameters")
-    study = optuna.create_study(directions=list(view.directions))
+    from nbtune._output import quiet_optuna
+
+    with quiet_optuna():  # no "A new study created in memory" line on every refresh
+        study = optuna.create_study(directions=list(view.directions))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -32,6 +32,8 @@ FIGURES = {
     "env_scores": "nbtune-env-scores",
     "parcoords": "nbtune-parcoords",
     "learning_curves": "nbtune-learning-curves",
+    "winners_curse": "nbtune-winners-curse",
+    "importance": "nbtune-importance",
 }
 SCORE_LABEL = "Normalized score"
 
@@ -102,6 +104,15 @@ class Panel:
         self.enqueue_text.add_class("nbtune-enqueue-params")
         self.enqueue_button = _button("Enqueue", "plus", "nbtune-enqueue")
         self.defaults_button = _button("Enqueue defaults", "plus", "nbtune-enqueue-defaults")
+        self.validate_button = _button("Validate", "check", "nbtune-validate", "info")
+        self.top_k_input = W.BoundedIntText(
+            value=5, min=1, max=1000, description="top k", layout=W.Layout(width="150px")
+        )
+        self.top_k_input.add_class("nbtune-validate-top-k")
+        self.fresh_seeds_input = W.BoundedIntText(
+            value=10, min=1, max=10_000, description="fresh seeds", layout=W.Layout(width="180px")
+        )
+        self.fresh_seeds_input.add_class("nbtune-validate-seeds")
         self.controls = W.VBox(
             [
                 _row(
@@ -114,6 +125,7 @@ class Panel:
                     ]
                 ),
                 _row([self.enqueue_text, self.enqueue_button, self.defaults_button]),
+                _row([self.validate_button, self.top_k_input, self.fresh_seeds_input]),
             ]
         )
         self.controls.add_class("nbtune-controls")
@@ -127,7 +139,16 @@ class Panel:
             box.add_class("nbtune-figure")
             boxes.append(box)
         row = W.Layout(flex_flow="row wrap")
-        charts = W.VBox([W.HBox(boxes[:2], layout=row), W.HBox(boxes[2:], layout=row)])
+        charts = W.VBox([W.HBox(boxes[:2], layout=row), W.HBox(boxes[2:4], layout=row)])
+        self.validation_html = _html("nbtune-validation")
+        validation = W.VBox(
+            [
+                W.HTML("<b>Validation on fresh seeds</b>"),
+                self.validation_html,
+                W.HBox(boxes[4:], layout=row),
+            ]
+        )
+        validation.add_class("nbtune-validation-box")
 
         self.best_command_html = _html("nbtune-best-command")
         self.best_dict_html = _html("nbtune-best-dict")
@@ -167,6 +188,7 @@ class Panel:
                 self.error_html,
                 charts,
                 best,
+                validation,
                 self.editors,
                 W.HTML("<b>Trials</b>"),
                 self.table,
@@ -198,10 +220,12 @@ class Panel:
         plots.update_learning_curves_figure(
             figs["learning_curves"], plots.get_learning_curves_info(view)
         )
+        plots.update_importance_figure(figs["importance"], plots.get_importance_info(view))
         if view.spec is not None and figs["history"].layout.yaxis.title.text != SCORE_LABEL:
             figs["history"].layout.yaxis.title.text = SCORE_LABEL
         for name, fig in figs.items():
-            self.plots[name].draw(fig)
+            if name != "winners_curse":
+                self.plots[name].draw(fig)
         self.table.value = _render.trials_table_html(view)
         self.failures.value = _render.failures_html(view)
         if best_command:
@@ -216,6 +240,36 @@ class Panel:
         else:
             self.best_command_html.value = "<i>No complete trial yet.</i>"
             self.best_dict_html.value = ""
+
+    def draw_validation(self, view: StudyView | None, state: str = "") -> str:
+        """Draw the validation of the study (``view``: its validation study, or ``None``).
+
+        The winner's-curse chart fills in as the validation's runs end: each configuration's
+        interval is over the runs done so far until it is complete.
+
+        Returns:
+            The recommendation in words ("" when not validated).
+        """
+        if view is None:
+            self.validation_html.value = (
+                "<i>Not validated yet: <b>Validate</b> re-runs the top k configurations on fresh "
+                "seeds, never used in tuning, and compares what tuning said with what they "
+                "say.</i>"
+            )
+            info = plots.WinnersCurseInfo.empty()
+        else:
+            # rliable's 50,000 resamples, as the report: the panel says what the export says.
+            info = plots.get_winners_curse_info(view)
+            running = f" ({_render.esc(state)})" if state else ""
+            lines = "".join(f"<li>{_render.esc(line)}</li>" for line in info.lines)
+            self.validation_html.value = (
+                f"<p class='nbtune-validation-statement'>{_render.esc(info.statement)}"
+                f"{running}</p><ul>{lines}</ul>"
+            )
+        fig = self.figures["winners_curse"]
+        plots.update_winners_curse_figure(fig, info)
+        self.plots["winners_curse"].draw(fig)
+        return "" if view is None else info.statement
 
     def draw_running(self, view: StudyView) -> None:
         """Redraw what changes while trials run: learning curves and the table."""
@@ -234,8 +288,8 @@ class Panel:
             self.progress.value = _render.progress_html(info)
         return plots.format_status(info)
 
-    def draw_controls(self, state: str, seeds_stored: bool) -> None:
-        """Enable the buttons that make sense in ``state``."""
+    def draw_controls(self, state: str, seeds_stored: bool, validating: bool = False) -> None:
+        """Enable the buttons that make sense in ``state`` (and while a validation runs)."""
         watching = state == "watching"
         self.controls.layout.display = "none" if watching else ""
         active = state in ACTIVE
@@ -248,6 +302,7 @@ class Panel:
             self.pause_button.icon = "play" if paused else "pause"
         self.stop_button.disabled = state not in ("running", "paused")
         self.seeds_input.disabled = active or seeds_stored
+        self.validate_button.disabled = active or validating
 
     def draw_definition(
         self,
