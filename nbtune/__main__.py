@@ -18,7 +18,7 @@ import optuna
 
 from nbtune import _attrs
 from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
-from nbtune._errors import NbtuneError
+from nbtune._errors import NbtuneError, StudyNotFoundError
 from nbtune._output import env_seed_hint, plural
 from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec
@@ -269,7 +269,11 @@ def _validation_of(storage: str, view: StudyView) -> ValidationReport | None:
     name = view.user_attrs.get(_attrs.VALIDATION_STUDY)
     if not isinstance(name, str):
         return None
-    with StudyView(storage, name) as validation:
+    try:
+        validation = StudyView(storage, name)
+    except StudyNotFoundError:  # deleted since: the study shows as not validated
+        return None
+    with validation:
         return ValidationReport.from_view(validation)
 
 
