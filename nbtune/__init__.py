@@ -30,6 +30,7 @@ from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
 from nbtune._trust import UntrustedSpecError
 from nbtune._tuner import Tuner, trials_dataframe
+from nbtune._validation import ValidationReport
 from nbtune._version import __version__
 from nbtune.examples import example_script
 
@@ -49,6 +50,7 @@ __all__ = [
     "TuningError",
     "TuningSession",
     "UntrustedSpecError",
+    "ValidationReport",
     "__version__",
     "example_script",
     "fork_study",

@@ -1,4 +1,4 @@
-"""The ``nbtune`` command line: tune, worker, enqueue, show, export.
+"""The ``nbtune`` command line: tune, worker, enqueue, validate, show, export.
 
 Argument and input errors print one line (``nbtune: error: ...``) and exit with status 2.
 """
@@ -18,13 +18,14 @@ import optuna
 
 from nbtune import _attrs
 from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
-from nbtune._errors import NbtuneError
+from nbtune._errors import NbtuneError, StudyNotFoundError
 from nbtune._output import env_seed_hint, plural
 from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView, list_studies
 from nbtune._trust import describe_for_review, signature_problem
 from nbtune._tuner import Tuner, sign_stored_spec
+from nbtune._validation import ValidationReport
 from nbtune.plots import get_status_info, top_trials
 
 #: A worker sets only what belongs to its machine and process; the study defines the rest.
@@ -201,6 +202,16 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """`nbtune validate`: run (or resume) the validation of a study's best configurations."""
+    overrides = flag_values(args, _WORKER_SCOPES, exclude=_WORKER_OWN)
+    tuner = Tuner.from_study(args.storage, args.study, **overrides)
+    report = tuner.validate(args.top_k, args.num_seeds, timeout=args.timeout)
+    if not tuner.config.verbose:  # a verbose Tuner printed it
+        print(report.table())
+    return 0
+
+
 def cmd_trust(args: argparse.Namespace) -> int:
     """`nbtune trust`: show what a study's stored definition runs, then sign it with this key.
 
@@ -244,7 +255,26 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     with StudyView(args.storage, args.study) as view:
         _print_summary(view, args.top)
+        report = _validation_of(args.storage, view)
+    if report is not None:
+        print()
+        print(report.table())
     return 0
+
+
+def _validation_of(storage: str, view: StudyView) -> ValidationReport | None:
+    """The validation report of a study (a tuning study or a validation study), if it has one."""
+    if _attrs.VALIDATION_OF in view.user_attrs:
+        return ValidationReport.from_view(view)
+    name = view.user_attrs.get(_attrs.VALIDATION_STUDY)
+    if not isinstance(name, str):
+        return None
+    try:
+        validation = StudyView(storage, name)
+    except StudyNotFoundError:  # deleted since: the study shows as not validated
+        return None
+    with validation:
+        return ValidationReport.from_view(validation)
 
 
 def _print_objectives(view: StudyView) -> None:
@@ -328,6 +358,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             trial = view.best_trial
             if trial is None:
                 raise CLIError(f"study {args.study!r} has no completed trial yet")
+        report = _validation_of(args.storage, view)
     out = {
         "study": args.study,
         "trial": trial.number,
@@ -340,10 +371,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         _attrs.RAW_SCORES: trial.user_attrs.get(_attrs.RAW_SCORES),
         _attrs.NORMALIZED_SCORES: trial.user_attrs.get(_attrs.NORMALIZED_SCORES),
     }
+    if report is not None:
+        out["validation"] = report.to_dict()
     text = json.dumps(out, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
         print(f"nbtune: wrote {args.output}")
+        if report is not None:
+            table = Path(args.output).with_suffix(".validation.md")
+            table.write_text(report.markdown() + "\n")
+            print(f"nbtune: wrote {table} (the validation as a Markdown table)")
+            print(f"nbtune: {report.statement}")
     else:
         print(text)
     return 0
@@ -429,6 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--params", action="append", help="JSON object of flag to value")
     group.add_argument("--defaults", action="store_true", help="the script's own defaults")
     p.set_defaults(func=cmd_enqueue)
+
+    p = command(
+        "validate", "re-run a study's best configurations on fresh seeds and report with intervals"
+    )
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--study", required=True, help=_STUDY_HELP + " (the tuning study)")
+    p.add_argument(
+        "--top-k", type=int, default=5, help="best distinct configurations to validate (default 5)"
+    )
+    p.add_argument(
+        "--num-seeds", type=int, default=10, help="fresh seeds per environment (default 10)"
+    )
+    p.add_argument("--timeout", type=float, help="stop starting runs after this many seconds")
+    add_config_flags(p, _WORKER_SCOPES, exclude=_WORKER_OWN)
+    p.set_defaults(func=cmd_validate)
 
     p = command("trust", "show what a study's stored definition runs, and sign it with this key")
     p.add_argument("--storage", required=True, help=_STORAGE_HELP)

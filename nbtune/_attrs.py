@@ -22,6 +22,9 @@ Trial user attributes (JSON values):
 * ``nbtune:retry_of``: on a trial that repeats one whose process died, that trial's number.
 * ``data_warnings``: ``list[str]``, parts of the experiments' event files that could not be read
   (a corrupt record, a partial one at the end); the score comes from the points read.
+* ``validates_trial`` and ``tuning_score`` (trials of a validation study, set when the
+  configuration is enqueued): the number of the tuning study's trial whose configuration this
+  trial re-runs on fresh seeds, and that trial's value in the tuning study.
 
 Trial system attributes:
 
@@ -50,6 +53,10 @@ Study user attributes:
 * ``nbtune:parent``: the name of the study that a re-scored fork was made from.
 * ``nbtune:not_rescored``: in a fork, ``{parent trial number: why}`` for each finished trial
   of the parent that could not be re-scored exactly (it stays with the parent only).
+* ``nbtune:validation``: on a tuning study, the name of the study that validates its best
+  configurations on fresh seeds (see :mod:`nbtune._validation`).
+* ``nbtune:validation_of``: on a validation study, ``{"study": name of the tuning study,
+  "seeds": [the fresh seeds], "trials": [the validated trials' numbers, best first]}``.
 
 Keys Optuna itself stores, which nbtune reads:
 
@@ -70,6 +77,8 @@ VERSIONS = "versions"
 FAIL_REASON = "fail_reason"
 STDERR_TAIL = "stderr_tail"
 DATA_WARNINGS = "data_warnings"
+VALIDATES_TRIAL = "validates_trial"
+TUNING_SCORE = "tuning_score"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"
@@ -85,6 +94,8 @@ SPEC_SIGNATURE = "nbtune:spec_signature"
 TOTAL_TRIALS = "nbtune:total_trials"
 PARENT = "nbtune:parent"
 NOT_RESCORED = "nbtune:not_rescored"
+VALIDATION_STUDY = "nbtune:validation"
+VALIDATION_OF = "nbtune:validation_of"
 
 OPTUNA_FAILED_TRIAL = "failed_trial"
 OPTUNA_FIXED_PARAMS = "fixed_params"

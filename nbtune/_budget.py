@@ -113,6 +113,25 @@ def reserve_slot(study: optuna.Study) -> None:
     )
 
 
+#: User attributes an enqueued configuration carries from its enqueueing (not from a run): an
+#: interrupted trial queued again keeps them.
+ENQUEUED_ATTRS = (_attrs.VALIDATES_TRIAL, _attrs.TUNING_SCORE)
+
+
+def give_back(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Return an interrupted trial's place in the budget to the queue.
+
+    An enqueued configuration (a baseline, a configuration under validation) is queued again as
+    it was, with the attributes it was enqueued with; a reservation comes back blank.
+    """
+    fixed = trial.system_attrs.get(_attrs.OPTUNA_FIXED_PARAMS)
+    if not fixed:
+        reserve_slot(study)
+        return
+    user_attrs = {k: trial.user_attrs[k] for k in ENQUEUED_ATTRS if k in trial.user_attrs}
+    study.enqueue_trial(dict(fixed), user_attrs=user_attrs or None, skip_if_exists=False)
+
+
 def claim_trial(study: optuna.Study) -> optuna.Trial | None:
     """Take a waiting trial (reserved or enqueued) to run it, within the budget; else ``None``.
 

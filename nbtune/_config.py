@@ -137,11 +137,19 @@ class TunerConfig:
     )
     num_seeds: int | None = _arg(
         None,
-        doc="Seeds per environment (0 .. num_seeds - 1) averaged in each trial.",
+        doc="Seeds per environment (first_seed .. first_seed + num_seeds - 1) averaged in each "
+        "trial.",
         stored="num_seeds",
         cli=int,
     )
     _: KW_ONLY
+    first_seed: int = _arg(
+        0,
+        doc="The first seed of each trial (0, as CleanRL); a validation study starts after every "
+        "seed its tuning study used.",
+        stored="first_seed",
+        cli=int,
+    )
     interpreter: str | os.PathLike[str] | None = _arg(
         None,
         doc="Executable that runs the script (default: this Python); another virtual "
@@ -285,6 +293,10 @@ class TunerConfig:
         set_(self, "aggregation_type", check_aggregation(self.aggregation_type))
         for name in ("metric_last_n_average_window", "heartbeat_interval", "checkpoints"):
             check_positive_int(name, getattr(self, name))
+        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, int):
+            raise ConfigError(f"first_seed must be a whole number >= 0; got {self.first_seed!r}.")
+        if self.first_seed < 0:
+            raise ConfigError(f"first_seed must be a whole number >= 0; got {self.first_seed!r}.")
         for name in ("num_seeds", "max_consecutive_failures", "n_slots"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))

@@ -76,6 +76,70 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def argument_mismatch(passed: Mapping[str, Any], reported: Mapping[str, str]) -> str | None:
+    """Compare the values nbtune passed with what the script says it used; name the first flag.
+
+    ``reported`` is the script's own ``|param|value|`` table (CleanRL's ``hyperparameters`` text
+    summary, see :func:`nbtune._metrics.reported_hyperparameters`), keyed by argument names
+    (``learning_rate``); flags (``learning-rate``) match them with ``-`` read as ``_``. A flag
+    the table does not list is not judged. Numbers match within a relative 1e-6 (a script may
+    hold a float32), lists element by element.
+
+    Returns:
+        A message naming the flag, what was passed and what the script reports, or ``None``
+        when every listed flag matches.
+
+    Example:
+        >>> argument_mismatch({"learning-rate": 0.001, "seed": 3},
+        ...                   {"learning_rate": "0.00025", "seed": "3"})  # doctest: +ELLIPSIS
+        "the script did not use --learning-rate: nbtune passed 0.001, but its 'hyperparameters'...
+        >>> argument_mismatch({"anneal-lr": False, "layers": [64, 64]},
+        ...                   {"anneal_lr": "False", "layers": "(64, 64)"}) is None
+        True
+    """
+    table = {name.strip().replace("-", "_"): value for name, value in reported.items()}
+    for flag, value in passed.items():
+        name = flag.lstrip("-")
+        text = table.get(name.replace("-", "_"))
+        if text is None or _same_value(value, text):
+            continue
+        shown = _format_value(value) if not isinstance(value, (list, tuple)) else list(value)
+        return (
+            f"the script did not use --{name}: nbtune passed {shown}, but its 'hyperparameters' "
+            f"text summary reports {name.replace('-', '_')} = {text}. The flag did not reach the "
+            "script's arguments (CleanRL's own tuner dropped the first flag of every trial this "
+            "way, cleanrl#533): check how the script parses its command line."
+        )
+    return None
+
+
+def _same_value(value: Any, text: str) -> bool:
+    """Whether a passed value and the script's text of it mean the same."""
+    import ast
+
+    if isinstance(value, (list, tuple)):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            parsed = text.split()
+        if not isinstance(parsed, (list, tuple)) or len(parsed) != len(value):
+            return False
+        return all(_same_value(v, str(p)) for v, p in zip(value, parsed, strict=True))
+    if value is None:
+        return text in ("None", "null", "")
+    if isinstance(value, bool):
+        return text.lower() in (("true", "1") if value else ("false", "0"))
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if isinstance(value, (int, float)):
+        try:
+            number = float(text)
+        except ValueError:
+            return False
+        return math.isclose(number, float(value), rel_tol=1e-6, abs_tol=1e-12)
+    return text == str(value)
+
+
 def build_argv(
     interpreter: str,
     script: str | os.PathLike[str],

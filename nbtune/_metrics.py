@@ -39,7 +39,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
 
-__all__ = ["ScalarTail", "scalar_tags"]
+__all__ = ["ScalarTail", "reported_hyperparameters", "scalar_tags"]
 
 _log = logging.getLogger(__name__)
 
@@ -936,3 +936,94 @@ def scalar_tags(logdir: str | os.PathLike[str]) -> list[str]:
                 except OSError:
                     continue
     return sorted(tags)
+
+
+#: The text summary tag CleanRL's scripts log their arguments under (``writer.add_text``; torch
+#: appends ``/text_summary`` to the tag).
+HYPERPARAMETERS_TAG = "hyperparameters"
+_TEXT_TAGS = (HYPERPARAMETERS_TAG, HYPERPARAMETERS_TAG + "/text_summary")
+
+
+def _text_value(value: summary_pb2.Summary.Value) -> str | None:
+    """The string of a text summary (plugin ``text``, a string tensor), else None."""
+    if value.WhichOneof("value") != "tensor" or value.tensor.dtype != types_pb2.DT_STRING:
+        return None
+    if value.metadata.plugin_data.plugin_name not in ("text", ""):
+        return None
+    if not value.tensor.string_val:
+        return None
+    return value.tensor.string_val[0].decode("utf-8", errors="replace")
+
+
+def reported_hyperparameters(logdir: str | os.PathLike[str]) -> dict[str, str] | None:
+    r"""The ``|param|value|`` table a script logged as its ``hyperparameters`` text summary.
+
+    CleanRL's scripts log ``writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+    rows)`` with one ``|name|value|`` row per argument as the script parsed it. Only records
+    whose bytes contain the tag are decoded, so a long event file costs a byte search.
+
+    Args:
+        logdir: The experiment's folder (searched recursively).
+
+    Returns:
+        ``{name: value as text}`` from the last such summary, or ``None`` when the script logged
+        none.
+
+    """
+    found: list[str] = []
+    needle = HYPERPARAMETERS_TAG.encode()
+    parse = event_pb2.Event.FromString
+
+    def on_chunk(buf: bytes, frames: _Frames, _offset: int) -> None:
+        if needle not in buf:
+            return
+        view = memoryview(buf)
+        for start, length in zip(frames.starts.tolist(), frames.lengths.tolist(), strict=True):
+            begin = start + _HEADER_BYTES
+            if buf.find(needle, begin, begin + length) < 0:
+                continue
+            try:
+                event = parse(view[begin : begin + length])
+            except DecodeError:
+                continue
+            for value in event.summary.value:
+                if value.tag in _TEXT_TAGS:
+                    text = _text_value(value)
+                    if text is not None:
+                        found.append(text)
+
+    for directory, _, names in sorted(os.walk(logdir)):
+        for name in sorted(names):
+            if name.startswith(_EVENT_FILE_PREFIX):
+                try:
+                    with open(os.path.join(directory, name), "rb", buffering=0) as file:
+                        _read_records(file, 0, True, on_chunk)
+                except OSError:
+                    continue
+    if not found:
+        return None
+    return parse_markdown_table(found[-1])
+
+
+def parse_markdown_table(text: str) -> dict[str, str]:
+    r"""The rows of a two-column Markdown table (``|name|value|``), header and rule left out.
+
+    Example:
+        >>> parse_markdown_table("|param|value|\n|-|-|\n|learning_rate|0.00025|\n|seed|1|")
+        {'learning_rate': '0.00025', 'seed': '1'}
+    """
+    rows: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines()):
+        line = line.strip()
+        if not line.startswith("|"):
+            continue
+        cells = line.strip("|").split("|", 1)
+        if len(cells) != 2:
+            continue
+        name, value = cells[0].strip(), cells[1].strip()
+        if number == 0 and (name, value) == ("param", "value"):
+            continue
+        if set(name) <= set("-: ") and set(value) <= set("-: "):
+            continue
+        rows[name] = value
+    return rows

@@ -33,10 +33,10 @@ import optuna
 from optuna.trial import TrialState
 
 from nbtune import _attrs, _optuna
-from nbtune._budget import budget_state, claim_trial, others_working, reserve_slot
+from nbtune._budget import budget_state, claim_trial, give_back, others_working
 from nbtune._errors import TuningError
-from nbtune._experiment import Experiment, build_argv
-from nbtune._metrics import ScalarTail, scalar_tags
+from nbtune._experiment import Experiment, argument_mismatch, build_argv
+from nbtune._metrics import ScalarTail, reported_hyperparameters, scalar_tags
 from nbtune._resources import available_memory
 from nbtune._retention import apply_retention
 from nbtune._scoring import normalize, normalize_all, trial_value
@@ -121,7 +121,8 @@ class Scheduler:
         config: How trials become experiments and scores, on how many slots (its
             ``n_slots``, ``slot_env``, ``memory_per_experiment``, ``heartbeat_interval`` and
             ``max_consecutive_failures`` too).
-        num_seeds: Seeds per environment; seeds are ``0 .. num_seeds - 1`` as in CleanRL.
+        num_seeds: Seeds per environment; seeds are ``first_seed .. first_seed + num_seeds - 1``
+            (the config's ``first_seed``: 0, as in CleanRL, unless the study validates another).
         grace_period: Seconds without heartbeat after which another process's trial is stale.
         max_retry: How many times a trial of a dead process is re-run.
         poll_interval: Seconds between polls of running experiments.
@@ -374,7 +375,8 @@ class Scheduler:
         record_owner(self.study, _optuna.trial_id(trial))
         self._check_script()
         envs = list(self.config.target_scores)
-        seeds = list(range(self.num_seeds))
+        first = self.config.first_seed
+        seeds = list(range(first, first + self.num_seeds))
         run = _TrialRun(
             trial=trial,
             params={},
@@ -527,6 +529,11 @@ class Scheduler:
                     exp.stderr_tail(),
                 )
                 raw = None
+            else:
+                problem = self._witness(run, exp, env_id)
+                if problem is not None:
+                    run.failure = (f"{where}: {problem}", exp.stderr_tail())
+                    raw = None
         normalized = None if raw is None else normalize(raw, self.config.target_scores[env_id])
         if raw is not None:
             run.raw[env_id][seed_index] = raw
@@ -542,6 +549,19 @@ class Scheduler:
             )
         for listener in self.listeners:
             listener.on_experiment_end(run.trial, env_id, exp.seed, raw, normalized)
+
+    def _witness(self, run: _TrialRun, exp: Experiment, env_id: str) -> str | None:
+        """Check the values the script reports it used against those passed (None: agreed).
+
+        A script that logs CleanRL's ``hyperparameters`` text summary says which arguments it
+        parsed; each flag nbtune passed (parameters, environment, seed) must be there with the
+        value passed. Scripts that log no such summary are not judged.
+        """
+        reported = reported_hyperparameters(exp.run_dir)
+        if reported is None:
+            return None
+        passed = {**run.params, self.config.env_flag: env_id, self.config.seed_flag: exp.seed}
+        return argument_mismatch(passed, reported)
 
     def _warn_damage(self, run: _TrialRun, where: str, tail: ScalarTail) -> None:
         """Record on the trial what of an experiment's event files could not be read.
@@ -733,7 +753,10 @@ class Scheduler:
             try:
                 self._write_experiments(run)
                 self._tell_failed(run, reason, "", "interrupted")
-                reserve_slot(self.study)  # an interrupted trial does not use up the budget
+                # An interrupted trial does not use up the budget; an enqueued configuration
+                # runs again rather than a sampled one.
+                frozen = _optuna.study_storage(self.study).get_trial(_optuna.trial_id(run.trial))
+                give_back(self.study, frozen)
             except Exception as exc:  # the storage may be gone; the heartbeat covers that case
                 self._say(f"could not fail trial {run.trial.number}: {exc}")
             count += 1

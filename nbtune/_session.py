@@ -34,6 +34,7 @@ from nbtune._trust import trusted_spec
 
 if TYPE_CHECKING:
     from nbtune._tuner import Tuner
+    from nbtune._validation import ValidationReport
     from nbtune.plots import StatusInfo
 
 #: The states of a session, in the order a run goes through them.
@@ -126,6 +127,7 @@ class TuningSession:
         self._exception: BaseException | None = None
         self._started_once = False
         self._view: Any = None
+        self._validation: TuningSession | None = None
         self.summary: RunSummary | None = None
 
     def _follow(self, tuner: Tuner, follow: bool) -> Tuner:
@@ -550,6 +552,81 @@ class TuningSession:
         defaults = self._tuner.enqueue_defaults()
         self._log(f"enqueued the script's defaults {defaults}")
         return defaults
+
+    # ------------------------------------------------------------------------------ validating
+    def validate(
+        self,
+        top_k: int = 5,
+        num_seeds: int = 10,
+        *,
+        background: bool = False,
+        thread_setup: Callable[[], None] | None = None,
+    ) -> ValidationReport | None:
+        """Validate the study's ``top_k`` best configurations on ``num_seeds`` fresh seeds.
+
+        The validation study (see :meth:`nbtune.Tuner.validation`) is run by a session of its
+        own (:attr:`validation`), on this session's slots; its events reach this session's
+        subscribers as ``"validation"`` events. The tuning run must not be going on (it would
+        compete for the slots).
+
+        Args:
+            top_k: How many of the best distinct configurations to validate.
+            num_seeds: Fresh seeds per environment.
+            background: Run in a background thread and return at once (then
+                ``session.validation.wait()`` and :meth:`validation_report`).
+            thread_setup: Called first on the background thread.
+
+        Returns:
+            The report when run in this thread, else ``None``.
+
+        Raises:
+            RuntimeError: While the tuning run or a validation run is going on.
+        """
+        with self._lock:
+            if self._state in ACTIVE:
+                raise RuntimeError(
+                    f"the study is {self._state}: stop it or wait for it before validating."
+                )
+            running = self._validation
+            if running is not None and running.state in ACTIVE:
+                raise RuntimeError("a validation is going on already.")
+        validator = self._tuner.validation(top_k, num_seeds)
+        session = validator.session(None, timeout=self.timeout)
+        name = validator.config.study_name
+        session.subscribe(lambda event: self._emit("validation", study_name=name, event=event))
+        with self._lock:
+            self._validation = session
+        self._log(f"validating the {top_k} best configurations on {num_seeds} fresh seeds")
+        if background:
+            session.start(thread_setup=thread_setup)
+            return None
+        session.run()
+        return self.validation_report()
+
+    @property
+    def validation(self) -> TuningSession | None:
+        """The session of the last validation started here, or ``None``."""
+        return self._validation
+
+    @property
+    def validation_study_name(self) -> str:
+        """The name of the study that validates this one (whether it exists or not)."""
+        from nbtune._validation import validation_study_name
+
+        return validation_study_name(self.study_name)
+
+    def validation_report(self, *, reps: int | None = None) -> ValidationReport:
+        """The validation of this study (a :class:`~nbtune.ValidationReport`), read now.
+
+        Raises:
+            ConfigError: When the study has not been validated.
+        """
+        from nbtune._stats import DEFAULT_REPS
+        from nbtune._validation import ValidationReport
+
+        return ValidationReport.from_storage(
+            self._tuner.storage, self.study_name, reps=reps or DEFAULT_REPS
+        )
 
     def __repr__(self) -> str:
         return f"TuningSession(study={self.study_name!r}, state={self._state!r})"

@@ -23,7 +23,8 @@ from nbtune._space import SearchSpace
 __all__ = ["COMPARED_FIELDS", "SPEC_VERSION", "SpecMismatchError", "StudySpec"]
 
 #: Version 2 added progress_flag, keep_runs, max_consecutive_failures and wandb_kwargs (a version
-#: 1 spec is read with their defaults: what a version 1 worker used).
+#: 1 spec is read with their defaults: what a version 1 worker used). first_seed came later within
+#: version 2: a spec without it is read with 0, the seeds every older study used.
 SPEC_VERSION = 2
 
 #: Fields whose change makes old and new trials incomparable: a mismatch is refused.
@@ -34,6 +35,7 @@ COMPARED_FIELDS = (
     "targets",
     "aggregation",
     "num_seeds",
+    "first_seed",
     "space",
     "script",
     "reporting",
@@ -58,6 +60,8 @@ class StudySpec:
         aggregation: Aggregation across environments.
         targets: ``{env_id: [low, high] | None}``.
         num_seeds: Seeds per environment, or ``None`` until the first ``tune``.
+        first_seed: The first seed of each trial (seeds are ``first_seed .. first_seed +
+            num_seeds - 1``); 0 unless the study validates another one.
         space: The declarative search space, or ``None`` when ``params_fn`` is not declarative.
         space_note: Why the space is not declarative.
         sampler: ``{"name": ..., "kwargs": {...}}`` or ``None`` for Optuna's default.
@@ -88,6 +92,7 @@ class StudySpec:
     aggregation: str
     targets: dict[str, list[float] | None]
     num_seeds: int | None = None
+    first_seed: int = 0
     space: dict[str, Any] | None = None
     space_note: str = ""
     sampler: dict[str, Any] | None = None

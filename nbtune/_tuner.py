@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial
 from nbtune import _attrs, _optuna
 from nbtune._attrs import STUDY_SPEC, STUDY_SPEC_HISTORY
 from nbtune._budget import TOTAL_TRIALS, budget_state, extend_budget
-from nbtune._config import TunerConfig, check_positive_int, field_names
+from nbtune._config import TunerConfig, check_positive_int, field_names, folder_name
 from nbtune._errors import ConfigError, SpecMismatchError, TuningError
 from nbtune._output import best_summary, plural, quiet_optuna
 from nbtune._progress import ProgressBar
@@ -46,6 +46,7 @@ from nbtune._trust import (
 
 if TYPE_CHECKING:
     from nbtune._session import TuningSession
+    from nbtune._validation import ValidationReport
 
 #: What ``tuner.<name>`` reads from ``tuner.config``.
 _CONFIG_NAMES = frozenset(field_names() | {"space", "space_note"})
@@ -517,6 +518,144 @@ class Tuner:
                 "nbtune: more processes can join with: nbtune worker --storage "
                 f"{shlex.quote(where)} --study {shlex.quote(name)}"
             )
+
+    # ----------------------------------------------------------------------------------------
+    def validation(self, top_k: int = 5, num_seeds: int = 10) -> Tuner:
+        """The Tuner of this study's validation study, its configurations queued; nothing runs.
+
+        The validation study (``<study_name>.validation``, see :mod:`nbtune._validation`)
+        re-runs the ``top_k`` best distinct configurations of this study on every environment
+        with ``num_seeds`` seeds that no trial of this study used, recorded with it. Calling it
+        again continues the same validation: configurations already validated (or queued) are
+        not queued again, new ones among the ``top_k`` best are added, and a configuration whose
+        validation failed is queued again. Run the returned Tuner's work (``.work()``, a
+        ``.session(None)``) or join it from anywhere with ``nbtune worker --study
+        <study_name>.validation``.
+
+        Raises:
+            ConfigError: For a bad ``top_k`` or ``num_seeds``, a study without a complete trial,
+                or a ``num_seeds`` other than the one this study was validated with.
+        """
+        from optuna.trial import TrialState
+
+        from nbtune._validation import (
+            ValidationRecord,
+            fresh_first_seed,
+            select_configurations,
+            validation_study_name,
+        )
+
+        check_positive_int("top_k", top_k)
+        check_positive_int("num_seeds", num_seeds)
+        study = self.study
+        spec = self.stored_spec
+        name = self.config.study_name
+        chosen = select_configurations(study.get_trials(deepcopy=False), study.direction, top_k)
+        if not chosen:
+            raise ConfigError(
+                f"study {name!r} has no complete trial to validate yet: tune it first."
+            )
+        vname = validation_study_name(name)
+        try:
+            existing = optuna.load_study(study_name=vname, storage=self.storage)
+        except KeyError:
+            existing = None
+        record = ValidationRecord.read(existing.user_attrs if existing is not None else {})
+        if record is not None and record.seeds:
+            seeds = list(record.seeds)
+            if len(seeds) != num_seeds:
+                raise ConfigError(
+                    f"study {name!r} was validated with {len(seeds)} fresh seeds ({vname!r}); "
+                    f"num_seeds={num_seeds} would make the configurations incomparable. Use "
+                    f"num_seeds={len(seeds)}."
+                )
+        else:
+            first = fresh_first_seed(study.get_trials(deepcopy=False), spec)
+            seeds = list(range(first, first + num_seeds))
+        runs_dir = self.config.runs_dir / folder_name(vname)  # type: ignore[operator]
+        validator = self.replace(
+            study_name=vname,
+            num_seeds=num_seeds,
+            first_seed=seeds[0],
+            aggregation_type="iqm",  # each trial's value: its configuration's fresh-seed IQM
+            pruner=optuna.pruners.NopPruner(),  # every configuration runs every seed
+            sampler=optuna.samplers.RandomSampler(),  # never used: every trial is enqueued
+            runs_dir=runs_dir,
+            override_spec=False,
+        )
+        vstudy = validator.study
+        held: dict[int, TrialState] = {}
+        for trial in vstudy.get_trials(deepcopy=False):
+            number = trial.user_attrs.get(_attrs.VALIDATES_TRIAL)
+            if isinstance(number, int) and trial.state in (
+                TrialState.COMPLETE,
+                TrialState.RUNNING,
+                TrialState.WAITING,
+            ):
+                held[number] = trial.state
+        numbers = list(record.trials) if record is not None else []
+        added = []
+        for trial in chosen:
+            if trial.number not in numbers:
+                numbers.append(trial.number)
+            if trial.number in held:
+                continue
+            vstudy.enqueue_trial(
+                dict(trial.params),
+                user_attrs={_attrs.VALIDATES_TRIAL: trial.number, _attrs.TUNING_SCORE: trial.value},
+                skip_if_exists=False,
+            )
+            added.append(trial.number)
+        ValidationRecord(name, tuple(seeds), tuple(numbers)).write(vstudy)
+        study.set_user_attr(_attrs.VALIDATION_STUDY, vname)
+        state = budget_state(vstudy)
+        # Every trial of the validation study is an enqueued configuration: the total is what
+        # ran, runs and waits, so no blank (sampled) trial is ever reserved.
+        vstudy.set_user_attr(TOTAL_TRIALS, state.finished + state.running + state.waiting)
+        self._say(
+            f"nbtune: validating {plural(len(chosen), 'configuration')} of {name!r} "
+            f"(trials {', '.join(f'#{t.number}' for t in chosen)}) on {num_seeds} fresh seeds "
+            f"{seeds[0]}..{seeds[-1]} in study {vname!r}"
+            + (f"; queued #{', #'.join(map(str, added))}" if added else "; nothing new to queue")
+        )
+        return validator
+
+    def validate(
+        self,
+        top_k: int = 5,
+        num_seeds: int = 10,
+        *,
+        timeout: float | None = None,
+    ) -> ValidationReport:
+        """Validate the ``top_k`` best configurations on ``num_seeds`` fresh seeds; report.
+
+        Runs (or resumes) the validation study of :meth:`validation` in this thread, on this
+        Tuner's slots (any ``nbtune worker --study <study_name>.validation`` helps), then reads
+        it back: per configuration the IQM of its normalized scores over environments x fresh
+        seeds with a 95% stratified bootstrap interval, the mean with its interval, and the
+        probability of improvement of the recommended configuration (the highest IQM) over
+        each other one. The tuning trials' values stay as they are.
+
+        Args:
+            top_k: How many of the best distinct configurations to validate.
+            num_seeds: Fresh seeds per environment.
+            timeout: Stop starting validation trials after this many seconds.
+
+        Returns:
+            The report (``print(report.table())``, ``report.statement``, ``report.markdown()``).
+
+        Example:
+            >>> report = tuner.validate(top_k=5, num_seeds=10)  # doctest: +SKIP
+            >>> report.recommended.trial, str(report.recommended.iqm)  # doctest: +SKIP
+            (30, '0.910 [0.880, 0.930]')
+        """
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+        with quiet_optuna() if self.config.verbose else contextlib.nullcontext():
+            report = self.session(None, timeout=timeout).validate(top_k, num_seeds)
+        assert report is not None
+        self._say(report.table())
+        return report
 
     # ----------------------------------------------------------------------------------------
     def enqueue(self, params: Mapping[str, Any]) -> None:

@@ -21,7 +21,11 @@ Charts:
 * per-environment scores of the best trial and the top-k (``normalized_scores`` and
   ``raw_scores`` trial user attributes, averaged over seeds);
 * learning curves (intermediate values) of running and recently finished trials;
-* status counts and an ETA (text, see :func:`format_status`).
+* status counts and an ETA (text, see :func:`format_status`);
+* the winner's curse: each validated configuration's tuning score beside its fresh-seed IQM and
+  95% interval (a validation study, see :class:`~nbtune.ValidationReport`);
+* parameter importance from ``optuna.importance`` (its default evaluator), with the number of
+  complete trials it rests on.
 
 Example:
     >>> import optuna
@@ -70,28 +74,36 @@ if TYPE_CHECKING:
 __all__ = [
     "EnvScoresInfo",
     "HistoryInfo",
+    "ImportanceInfo",
     "LearningCurve",
     "LearningCurvesInfo",
     "ParcoordsDimension",
     "ParcoordsInfo",
     "StatusInfo",
     "TrialEnvScores",
+    "WinnersCurseInfo",
     "format_duration",
     "format_status",
     "get_env_scores_info",
     "get_history_info",
+    "get_importance_info",
     "get_learning_curves_info",
     "get_parcoords_info",
     "get_status_info",
+    "get_winners_curse_info",
     "plot_env_scores",
     "plot_history",
+    "plot_importance",
     "plot_learning_curves",
     "plot_parcoords",
+    "plot_winners_curse",
     "top_trials",
     "update_env_scores_figure",
     "update_history_figure",
+    "update_importance_figure",
     "update_learning_curves_figure",
     "update_parcoords_figure",
+    "update_winners_curse_figure",
 ]
 
 _RUNNING = int(TrialState.RUNNING)
@@ -902,6 +914,189 @@ def format_status(info: StatusInfo) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# The winner's curse (a validation study)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WinnersCurseInfo:
+    """Each validated configuration's tuning score beside its fresh-seed IQM and interval.
+
+    Empty (no ``numbers``) for a study that is not a validation study, or one with nothing
+    queued yet. While validation runs, the IQM and interval of a configuration are over the runs
+    done so far (``n_done`` of ``n_runs``).
+
+    Attributes:
+        numbers: The tuning study's trial numbers, best tuning score first.
+        tuning_scores: Each one's value in the tuning study (NaN if unknown).
+        iqm: Its fresh-seed IQM (NaN before any seed is done in every environment).
+        ci_low: Lower end of the 95% stratified bootstrap interval (NaN likewise).
+        ci_high: Upper end.
+        n_done: Runs (seed x environment) scored so far.
+        n_runs: Runs in all.
+        recommended: The recommended configuration's trial number, once one is fully validated.
+        n_seeds: Fresh seeds per environment.
+        lines: Per configuration, ``#N: tuning said 0.920, fresh seeds say 0.874 [...]``.
+        statement: The recommendation in words (see :attr:`ValidationReport.statement`).
+    """
+
+    numbers: np.ndarray
+    tuning_scores: np.ndarray
+    iqm: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_done: np.ndarray
+    n_runs: np.ndarray
+    recommended: int | None
+    n_seeds: int
+    lines: tuple[str, ...]
+    statement: str
+
+    @classmethod
+    def empty(cls, statement: str = "not validated yet") -> WinnersCurseInfo:
+        """No configuration: a study not validated (yet)."""
+        floats, ints = np.array([], float), np.array([], np.int64)
+        return cls(ints, floats, floats, floats, floats, ints, ints, None, 0, (), statement)
+
+
+def get_winners_curse_info(view: StudyView, *, reps: int | None = None) -> WinnersCurseInfo:
+    """Compute the winner's-curse chart of a validation study.
+
+    Args:
+        view: A view of the validation study (``<name>.validation``).
+        reps: Bootstrap resamples per interval (default: rliable's 50,000; fewer for a live
+            chart of many configurations).
+
+    Returns:
+        The info; empty when the view's study is not a validation study.
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> study = optuna.create_study(study_name="not-validated")
+        >>> get_winners_curse_info(StudyView.from_study(study)).statement
+        'not validated yet'
+    """
+    from nbtune._stats import DEFAULT_REPS
+    from nbtune._validation import ValidationRecord, ValidationReport
+
+    if ValidationRecord.read(view.user_attrs) is None:
+        return WinnersCurseInfo.empty()
+    report = ValidationReport.from_view(view, reps=reps or DEFAULT_REPS)
+    configs = report.configurations
+
+    def column(get: Callable[[Any], float | None]) -> np.ndarray:
+        return np.array([np.nan if (v := get(c)) is None else v for c in configs], float)
+
+    return WinnersCurseInfo(
+        numbers=np.array([c.trial for c in configs], np.int64),
+        tuning_scores=column(lambda c: c.tuning_score),
+        iqm=column(lambda c: c.iqm.value if c.iqm else None),
+        ci_low=column(lambda c: c.iqm.low if c.iqm else None),
+        ci_high=column(lambda c: c.iqm.high if c.iqm else None),
+        n_done=np.array([c.n_done for c in configs], np.int64),
+        n_runs=np.array([c.scores.size for c in configs], np.int64),
+        recommended=None if report.recommended is None else report.recommended.trial,
+        n_seeds=len(report.seeds),
+        lines=tuple(report.gap_lines()),
+        statement=report.statement,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter importance
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportanceInfo:
+    """How much each parameter matters, from ``optuna.importance``'s default evaluator.
+
+    Attributes:
+        params: Parameter names, most important first.
+        importances: Their importances (normalized to sum to 1).
+        n_trials: The complete trials (finite values) the importances rest on.
+        evaluator: The evaluator's class name.
+        note: Why there are no importances (too few trials, one parameter, ...), or ``None``.
+    """
+
+    params: tuple[str, ...]
+    importances: np.ndarray
+    n_trials: int
+    evaluator: str
+    note: str | None = None
+
+
+def get_importance_info(
+    view: StudyView, objective: int = 0, *, min_trials: int = 2
+) -> ImportanceInfo:
+    """Compute parameter importances of a study's complete trials with Optuna.
+
+    ``optuna.importance.get_param_importances`` with its default evaluator runs on an in-memory
+    copy of the view's complete trials (finite values), so nothing is written to the storage.
+
+    Args:
+        view: The study view.
+        objective: Which objective (multi-objective studies).
+        min_trials: Fewer complete trials than this give no importances (a note says why).
+
+    Example:
+        >>> import optuna
+        >>> from nbtune._study_view import StudyView
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> study = optuna.create_study(
+        ...     study_name="importance-demo", direction="maximize",
+        ...     sampler=optuna.samplers.RandomSampler(seed=0))
+        >>> study.optimize(lambda t: t.suggest_float("x", 0, 1) + 0 * t.suggest_float("y", 0, 1),
+        ...                n_trials=20)
+        >>> info = get_importance_info(StudyView.from_study(study))
+        >>> info.params[0], info.n_trials
+        ('x', 20)
+    """
+    import warnings
+
+    import optuna
+
+    _check_objective(view, objective)
+    ok, _ = _complete_finite(view, objective)
+    numbers = view.columns.number[ok]
+    trials = [view.trial(int(n)) for n in numbers]
+    evaluator = "PedAnovaImportanceEvaluator"  # optuna.importance's default in Optuna 5
+
+    def empty(note: str) -> ImportanceInfo:
+        return ImportanceInfo((), np.array([], float), len(trials), evaluator, note)
+
+    if len(trials) < min_trials:
+        return empty(f"{len(trials)} complete trial(s): importances need at least {min_trials}")
+    names = {name for t in trials for name in t.distributions}
+    if not names:
+        return empty("the trials have no parameters")
+    from nbtune._output import quiet_optuna
+
+    with quiet_optuna():  # no "A new study created in memory" line on every refresh
+        study = optuna.create_study(directions=list(view.directions))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            study.add_trials(trials)
+            target = None
+            if view.is_multi_objective:
+                target = lambda t: t.values[objective]  # noqa: E731
+            importances = optuna.importance.get_param_importances(study, target=target)
+        except (ValueError, RuntimeError) as exc:
+            return empty(f"optuna.importance: {exc}")
+    if not importances:
+        return empty("no parameter varies across the complete trials")
+    ordered = sorted(importances.items(), key=lambda kv: -kv[1])
+    return ImportanceInfo(
+        params=tuple(k for k, _ in ordered),
+        importances=np.array([v for _, v in ordered], float),
+        n_trials=len(trials),
+        evaluator=evaluator,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Drawing
 # --------------------------------------------------------------------------------------------
 
@@ -1174,3 +1369,102 @@ def update_learning_curves_figure(fig: Any, info: LearningCurvesInfo) -> Any:
 def plot_learning_curves(info: LearningCurvesInfo) -> go.Figure:
     """A new learning-curves figure (see :func:`update_learning_curves_figure`)."""
     return update_learning_curves_figure(_go().Figure(), info)
+
+
+def update_winners_curse_figure(fig: Any, info: WinnersCurseInfo) -> Any:
+    """Draw (first call) or update in place the winner's-curse chart.
+
+    Per validated configuration (best tuning score first): its tuning score (an open marker) and
+    its fresh-seed IQM with the 95% interval as an error bar (filled; a star for the recommended
+    one), the gap written in the hover text and the title naming the naive best's gap.
+
+    Args:
+        fig: A ``go.Figure`` or ``go.FigureWidget`` (empty, or drawn by this function).
+        info: From :func:`get_winners_curse_info`.
+
+    Returns:
+        ``fig``, with two traces: ``Tuning score`` and ``Fresh-seed IQM``.
+    """
+    go = _go()
+    labels = [f"#{n}" for n in info.numbers.tolist()]
+    done = [
+        "" if d >= r else f" ({d}/{r} runs)"
+        for d, r in zip(info.n_done.tolist(), info.n_runs.tolist(), strict=True)
+    ]
+    symbols = [
+        "star" if info.recommended is not None and n == info.recommended else "circle"
+        for n in info.numbers.tolist()
+    ]
+    with _batch(fig):
+        tuning, fresh = _sync_traces(
+            fig, (go.Scatter, go.Scatter), lambda i: go.Scatter(mode="markers")
+        )
+        tuning.x, tuning.y = labels, info.tuning_scores
+        tuning.name = "Tuning score"
+        tuning.marker = {"symbol": "circle-open", "size": 11, "color": "#7f7f7f"}
+        tuning.hovertemplate = "%{x}<br>tuning said %{y:.3f}<extra></extra>"
+        fresh.x, fresh.y = labels, info.iqm
+        fresh.name = f"Fresh-seed IQM ({info.n_seeds} seeds), 95% CI"
+        fresh.marker = {"symbol": symbols, "size": 12, "color": "#1f77b4"}
+        fresh.error_y = {
+            "type": "data",
+            "symmetric": False,
+            "array": info.ci_high - info.iqm,
+            "arrayminus": info.iqm - info.ci_low,
+            "visible": True,
+        }
+        fresh.customdata = np.stack([info.ci_low, info.ci_high, info.tuning_scores], axis=-1)
+        fresh.text = done
+        fresh.hovertemplate = (
+            "%{x}: tuning said %{customdata[2]:.3f}, fresh seeds say %{y:.3f} "
+            "[%{customdata[0]:.3f}, %{customdata[1]:.3f}]%{text}<extra></extra>"
+        )
+        head = info.lines[0] if info.lines else "not validated yet"
+        fig.update_layout(
+            title={"text": "Winner's curse: " + _render_text(head)},
+            xaxis_title="Configuration (tuning trial, best tuning score first)",
+            yaxis_title="Normalized score",
+            legend={"orientation": "h", "y": -0.25},
+        )
+    return fig
+
+
+def _render_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plot_winners_curse(info: WinnersCurseInfo) -> go.Figure:
+    """A new winner's-curse figure (see :func:`update_winners_curse_figure`)."""
+    return update_winners_curse_figure(_go().Figure(), info)
+
+
+def update_importance_figure(fig: Any, info: ImportanceInfo) -> Any:
+    """Draw (first call) or update in place the parameter importances: horizontal bars.
+
+    Args:
+        fig: A ``go.Figure`` or ``go.FigureWidget`` (empty, or drawn by this function).
+        info: From :func:`get_importance_info`.
+
+    Returns:
+        ``fig``, with one ``go.Bar`` trace (most important at the top), titled with the number
+        of complete trials the importances rest on.
+    """
+    go = _go()
+    with _batch(fig):
+        (bars,) = _sync_traces(fig, (go.Bar,), lambda i: go.Bar(orientation="h"))
+        bars.x = info.importances[::-1]
+        bars.y = list(info.params[::-1])
+        bars.name = "importance"
+        bars.hovertemplate = "%{y}: %{x:.3f}<extra></extra>"
+        title = f"Parameter importance ({info.n_trials} complete trials"
+        title += f", {info.evaluator})" if info.note is None else f"): {info.note}"
+        fig.update_layout(
+            title={"text": _render_text(title)},
+            xaxis_title="Importance (sums to 1)",
+        )
+    return fig
+
+
+def plot_importance(info: ImportanceInfo) -> go.Figure:
+    """A new parameter-importance figure (see :func:`update_importance_figure`)."""
+    return update_importance_figure(_go().Figure(), info)

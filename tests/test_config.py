@@ -40,6 +40,7 @@ NON_DEFAULT: dict[str, Any] = {
     "study_name": "round-trip",
     "wandb_kwargs": {"project": "p"},
     "num_seeds": 3,
+    "first_seed": 100,
     "interpreter": "/opt/other/python",
     "runs_dir": "RUNS",  # filled in per test
     "env": {"MY_VAR": "1"},

@@ -664,6 +664,12 @@ def test_the_scan_finds_each_kind_of_private_use(tmp_path: Path) -> None:
 NOT_ATTRIBUTE_NAMES = {
     ("widgets/_panel.py", "seeds"),  # the label of the number-of-seeds field
     ("__main__.py", "seeds"),  # the plural in a default study name ("cartpole_acrobot_3seeds")
+    # Keys of the validation record (nbtune:validation_of, documented in _attrs) and of the
+    # export's validation object, whose names are a contract of their own.
+    ("_validation.py", "seeds"),
+    ("_validation.py", "tuning_score"),
+    ("_validation.py", "versions"),
+    ("_validation.py", "fail_reason"),
 }
 
 

@@ -43,9 +43,9 @@ def test_import_nbtune_stays_headless():
 def test_docstring_examples_run():
     import doctest
 
-    from nbtune import _experiment, _scoring, _space, _storage
+    from nbtune import _experiment, _scoring, _space, _stats, _storage
 
-    for module in (_scoring, _experiment, _storage, _space):
+    for module in (_scoring, _experiment, _storage, _space, _stats):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0, module.__name__

@@ -32,6 +32,8 @@ FIGURES = {
     "env_scores": "nbtune-env-scores",
     "parcoords": "nbtune-parcoords",
     "learning_curves": "nbtune-learning-curves",
+    "winners_curse": "nbtune-winners-curse",
+    "importance": "nbtune-importance",
 }
 
 
@@ -101,6 +103,15 @@ class Panel:
         self.enqueue_text.add_class("nbtune-enqueue-params")
         self.enqueue_button = _button("Enqueue", "plus", "nbtune-enqueue")
         self.defaults_button = _button("Enqueue defaults", "plus", "nbtune-enqueue-defaults")
+        self.validate_button = _button("Validate", "check", "nbtune-validate", "info")
+        self.top_k_input = W.BoundedIntText(
+            value=5, min=1, max=1000, description="top k", layout=W.Layout(width="150px")
+        )
+        self.top_k_input.add_class("nbtune-validate-top-k")
+        self.fresh_seeds_input = W.BoundedIntText(
+            value=10, min=1, max=10_000, description="fresh seeds", layout=W.Layout(width="180px")
+        )
+        self.fresh_seeds_input.add_class("nbtune-validate-seeds")
         self.controls = W.VBox(
             [
                 _row(
@@ -113,6 +124,7 @@ class Panel:
                     ]
                 ),
                 _row([self.enqueue_text, self.enqueue_button, self.defaults_button]),
+                _row([self.validate_button, self.top_k_input, self.fresh_seeds_input]),
             ]
         )
         self.controls.add_class("nbtune-controls")
@@ -126,7 +138,16 @@ class Panel:
             box.add_class(css)
             box.add_class("nbtune-figure")
             boxes.append(box)
-        charts = W.HBox(boxes, layout=W.Layout(flex_flow="row wrap", width="100%"))
+        charts = W.HBox(boxes[:4], layout=W.Layout(flex_flow="row wrap", width="100%"))
+        self.validation_html = _html("nbtune-validation")
+        validation = W.VBox(
+            [
+                W.HTML("<b>Validation on fresh seeds</b>"),
+                self.validation_html,
+                W.HBox(boxes[4:], layout=W.Layout(flex_flow="row wrap", width="100%")),
+            ]
+        )
+        validation.add_class("nbtune-validation-box")
 
         self.best_command_html = _html("nbtune-best-command")
         self.best_dict_html = _html("nbtune-best-dict")
@@ -166,6 +187,7 @@ class Panel:
                 self.error_html,
                 charts,
                 best,
+                validation,
                 self.editors,
                 W.HTML("<b>Trials</b>"),
                 self.table,
@@ -197,8 +219,10 @@ class Panel:
         plots.update_learning_curves_figure(
             figs["learning_curves"], plots.get_learning_curves_info(view)
         )
+        plots.update_importance_figure(figs["importance"], plots.get_importance_info(view))
         for name, fig in figs.items():
-            self.plots[name].draw(fig)
+            if name != "winners_curse":
+                self.plots[name].draw(fig)
         self.table.value = _render.trials_table_html(view)
         self.failures.value = _render.failures_html(view)
         if best_command:
@@ -213,6 +237,36 @@ class Panel:
         else:
             self.best_command_html.value = "<i>No complete trial yet.</i>"
             self.best_dict_html.value = ""
+
+    def draw_validation(self, view: StudyView | None, state: str = "") -> str:
+        """Draw the validation of the study (``view``: its validation study, or ``None``).
+
+        The winner's-curse chart fills in as the validation's runs end: each configuration's
+        interval is over the runs done so far until it is complete.
+
+        Returns:
+            The recommendation in words ("" when not validated).
+        """
+        if view is None:
+            self.validation_html.value = (
+                "<i>Not validated yet: <b>Validate</b> re-runs the top k configurations on fresh "
+                "seeds, never used in tuning, and compares what tuning said with what they "
+                "say.</i>"
+            )
+            info = plots.WinnersCurseInfo.empty()
+        else:
+            # rliable's 50,000 resamples, as the report: the panel says what the export says.
+            info = plots.get_winners_curse_info(view)
+            running = f" ({_render.esc(state)})" if state else ""
+            lines = "".join(f"<li>{_render.esc(line)}</li>" for line in info.lines)
+            self.validation_html.value = (
+                f"<p class='nbtune-validation-statement'>{_render.esc(info.statement)}"
+                f"{running}</p><ul>{lines}</ul>"
+            )
+        fig = self.figures["winners_curse"]
+        plots.update_winners_curse_figure(fig, info)
+        self.plots["winners_curse"].draw(fig)
+        return "" if view is None else info.statement
 
     def draw_running(self, view: StudyView) -> None:
         """Redraw what changes while trials run: learning curves and the table."""
@@ -231,8 +285,8 @@ class Panel:
             self.progress.value = _render.progress_html(info)
         return plots.format_status(info)
 
-    def draw_controls(self, state: str, seeds_stored: bool) -> None:
-        """Enable the buttons that make sense in ``state``."""
+    def draw_controls(self, state: str, seeds_stored: bool, validating: bool = False) -> None:
+        """Enable the buttons that make sense in ``state`` (and while a validation runs)."""
         watching = state == "watching"
         self.controls.layout.display = "none" if watching else ""
         active = state in ACTIVE
@@ -245,6 +299,7 @@ class Panel:
             self.pause_button.icon = "play" if paused else "pause"
         self.stop_button.disabled = state not in ("running", "paused")
         self.seeds_input.disabled = active or seeds_stored
+        self.validate_button.disabled = active or validating
 
     def draw_definition(
         self,

@@ -39,7 +39,7 @@ import plotly.graph_objects as go
 import traitlets
 from optuna.trial import FrozenTrial
 
-from nbtune._attrs import PARENT
+from nbtune._attrs import PARENT, VALIDATION_STUDY
 from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
 from nbtune._output import quiet_optuna
@@ -51,6 +51,7 @@ from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView
 from nbtune._trust import signature_problem
 from nbtune._tuner import Tuner
+from nbtune._validation import ValidationReport
 from nbtune.widgets import _render
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
 from nbtune.widgets._literal import FieldError, params_literal
@@ -68,7 +69,10 @@ class TunerWidget(traitlets.HasTraits):
     stops the study, enqueues configurations, and watches the study update live: the score of
     each trial and the best so far, parallel coordinates, per-environment scores of the best
     trials, learning curves, a trial table, progress with ETA, failures with their stderr, and
-    the best configuration as a command line and as a dict, each with a copy button.
+    the best configuration as a command line and as a dict, each with a copy button. *Validate*
+    re-runs the top k configurations on fresh seeds (:meth:`validate`); the winner's-curse chart
+    (tuning score beside fresh-seed IQM and interval) fills in while it runs, beside the
+    parameter importances.
 
     The same actions are methods (:meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`,
     :meth:`wait`, :meth:`enqueue`, :meth:`enqueue_defaults`) and traits (``targets``, ``space``),
@@ -98,6 +102,9 @@ class TunerWidget(traitlets.HasTraits):
         num_seeds: Seeds per environment, or ``None`` until known.
         error: The last error of the tuning thread or of an action, as text ("" if none).
         status: One line: counts, best value, ETA.
+        validation_state: The validation run's state (``""`` before any, then ``"running"``,
+            ``"finished"``, ...).
+        validation: The validation's recommendation in words ("" before any).
 
     Example:
         >>> import nbtune
@@ -116,6 +123,8 @@ class TunerWidget(traitlets.HasTraits):
     num_seeds = traitlets.Int(None, allow_none=True)
     error = traitlets.Unicode("")
     status = traitlets.Unicode("")
+    validation_state = traitlets.Unicode("")
+    validation = traitlets.Unicode("")
 
     def __init__(
         self,
@@ -195,6 +204,7 @@ class TunerWidget(traitlets.HasTraits):
         self._log_lines: collections.deque[str] = collections.deque(maxlen=200)
         self._first_refresh = True
         self._last_refresh_error = ""
+        self._validation_view: StudyView | None = None
         self._build_panel()
         with self._syncing_traits():
             self.num_trials = num_trials
@@ -221,6 +231,7 @@ class TunerWidget(traitlets.HasTraits):
         p.stop_button.on_click(lambda _: self._guarded(self.stop))
         p.enqueue_button.on_click(lambda _: self._guarded(self._enqueue_from_text))
         p.defaults_button.on_click(lambda _: self._guarded(self.enqueue_defaults))
+        p.validate_button.on_click(lambda _: self._guarded(self._validate_from_panel))
         p.trials_input.observe(self._on_trials_input, "value")
         p.seeds_input.observe(self._on_seeds_input, "value")
         self.panel = p.box
@@ -339,6 +350,24 @@ class TunerWidget(traitlets.HasTraits):
                 self.error = _describe(event.data["error"])
         elif event.kind == "study":
             self._follow_study()
+        elif event.kind == "validation":
+            self._on_validation_event(event.data["event"])
+
+    def _on_validation_event(self, event: SessionEvent) -> None:
+        """Mirror the validation run: its state, log lines and errors."""
+        if event.kind == "state":
+            state = event.data["state"]
+            with self._lock:
+                self.validation_state = state
+                self._panel.draw_controls(self.state, self._seeds_stored(), self._validating())
+            if state in ("stopped", "finished", "error"):
+                with contextlib.suppress(Exception):
+                    self.refresh()
+        elif event.kind == "log":
+            self._log(f"validation: {event.data['line']}")
+        elif event.kind == "error":
+            with self._lock:
+                self.error = _describe(event.data["error"])
 
     def _follow_study(self) -> None:
         """Show the study the session now runs (a fork after a target edit, or a new space)."""
@@ -348,6 +377,7 @@ class TunerWidget(traitlets.HasTraits):
             if name != self._view.study_name:
                 self._view = StudyView(self._session.tuner.storage, name)
                 self._first_refresh = True
+                self._validation_view = None  # a fork is validated on its own
             with self._syncing_traits():
                 self._read_spec()
         self.refresh()
@@ -398,6 +428,88 @@ class TunerWidget(traitlets.HasTraits):
         finally:
             self.refresh()
         return self.best_trial
+
+    # ----------------------------------------------------------------------------------------
+    # Validating
+    # ----------------------------------------------------------------------------------------
+    def validate(self, top_k: int | None = None, num_seeds: int | None = None) -> None:
+        """Re-run the ``top_k`` best configurations on ``num_seeds`` fresh seeds, in the background.
+
+        The study must not be running. The winner's-curse chart fills in as runs end;
+        :meth:`wait_validation` blocks until it is done and returns the report.
+
+        Args:
+            top_k: How many of the best distinct configurations (default: the panel's, 5).
+            num_seeds: Fresh seeds per environment (default: the panel's, 10).
+        """
+        session = self._require_session("validate")
+        panel = self._panel
+        top_k = panel.top_k_input.value if top_k is None else top_k
+        num_seeds = panel.fresh_seeds_input.value if num_seeds is None else num_seeds
+        self.error = ""
+        parent = current_parent()
+        session.validate(
+            top_k, num_seeds, background=True, thread_setup=lambda: bind_thread_output(parent)
+        )
+        with self._lock:
+            self._validation_view = StudyView(session.tuner.storage, session.validation_study_name)
+        self.refresh()
+        self._ensure_refresher()
+
+    def _validate_from_panel(self) -> None:
+        self.validate(self._panel.top_k_input.value, self._panel.fresh_seeds_input.value)
+
+    def wait_validation(self, timeout: float | None = None) -> ValidationReport | None:
+        """Block until the validation run ends (raising its error); return the report.
+
+        Returns:
+            The validation report, or ``None`` when the study has never been validated.
+        """
+        session = self._session
+        try:
+            if session is not None and session.validation is not None:
+                session.validation.wait(timeout)
+        finally:
+            self.refresh()
+        return self.validation_report
+
+    @property
+    def validation_report(self) -> ValidationReport | None:
+        """The study's validation as of the last refresh (rliable's 50,000 resamples), or None."""
+        with self._lock:
+            view = self._validation_view
+            return None if view is None else ValidationReport.from_view(view)
+
+    def _validating(self) -> bool:
+        session = self._session
+        validation = None if session is None else session.validation
+        return validation is not None and validation.state in ("running", "paused", "stopping")
+
+    def _find_validation(self) -> None:
+        """Open the validation study's view once the study records one (call with the lock)."""
+        if self._validation_view is not None:
+            return
+        name = self._view.user_attrs.get(VALIDATION_STUDY)
+        if isinstance(name, str):
+            with contextlib.suppress(Exception):
+                self._validation_view = StudyView(self._view.storage, name)
+
+    def _draw_validation(self, force: bool) -> None:
+        view = self._validation_view
+        if view is None:
+            if force:
+                self._panel.draw_validation(None)
+            return
+        try:
+            result = view.refresh()
+        except Exception as exc:
+            self._log(f"cannot read the validation: {type(exc).__name__}: {exc}")
+            return
+        if force or result:
+            state = self.validation_state if self._validating() else ""
+            statement = self._panel.draw_validation(view, state)
+            if statement != self.validation:
+                self.validation = statement
 
     # ----------------------------------------------------------------------------------------
     # Enqueueing
@@ -561,7 +673,7 @@ class TunerWidget(traitlets.HasTraits):
     @traitlets.observe("state")
     def _on_state(self, change: Any) -> None:
         with self._lock:
-            self._panel.draw_controls(change["new"], self._seeds_stored())
+            self._panel.draw_controls(change["new"], self._seeds_stored(), self._validating())
             self._draw_status()
 
     def _seeds_stored(self) -> bool:
@@ -634,6 +746,8 @@ class TunerWidget(traitlets.HasTraits):
                 self._draw_all()
             elif result.changed:
                 self._panel.draw_running(view)
+            self._find_validation()
+            self._draw_validation(force or first)
             self._draw_status()
 
     def _draw_all(self) -> None:

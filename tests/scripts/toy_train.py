@@ -7,23 +7,30 @@ is ``score(flags) - 0.01 * (n - 1 - i)``, so the mean of the last ``k`` points i
 ``received.json`` in its working directory, so tests can check that every flag arrives.
 
 ``score``: quality ``q = exp(-(log10(learning_rate) + 3) ** 2)`` (best at 1e-3), times 0.9
-without ``--anneal-lr``, plus ``0.001 * seed``; the return is ``low + q * (high - low)`` with the
+without ``--anneal-lr``, plus ``0.001 * seed``, plus ``--noise`` times a standard normal draw
+seeded by (seed, environment, learning rate, anneal-lr): per-seed noise of mean 0, so a
+configuration's true mean over seeds is known; the return is ``low + q * (high - low)`` with the
 environment's range in ``RANGES`` (``EnvA`` [0, 100], ``EnvB`` [-100, 0], and CleanRL's
 CartPole/Acrobot targets), so every environment normalizes to ``q``. It accepts the other flags
 of CleanRL's PPO that the examples of CleanRL's tuner documentation tune, and ignores them.
+
+``--log-hparams`` logs the arguments as CleanRL does (a ``hyperparameters`` text summary with a
+``|param|value|`` table); ``--ignore-flag NAME`` makes the script drop that flag and use its
+default instead, as CleanRL's own tuner made scripts drop their first flag (cleanrl#533).
 """
 
 import argparse
 import json
 import math
 import os
+import random
 import socket
 import struct
 import subprocess
 import sys
 import time
 
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
 
 # TFRecord framing written by hand: tensorboard's EventFileWriter costs ~1 s to import.
 _CRC_TABLE = []
@@ -76,9 +83,19 @@ def quality(learning_rate: float, anneal_lr: bool, seed: int) -> float:
     return q + 0.001 * seed
 
 
-def score(learning_rate: float, anneal_lr: bool, seed: int, env_id: str) -> float:
+def noise_draw(learning_rate: float, anneal_lr: bool, seed: int, env_id: str) -> float:
+    """A standard normal draw, the same for the same seed, environment and configuration."""
+    return random.Random(f"{seed}/{env_id}/{learning_rate!r}/{anneal_lr}").gauss(0.0, 1.0)
+
+
+def score(
+    learning_rate: float, anneal_lr: bool, seed: int, env_id: str, noise: float = 0.0
+) -> float:
     low, high = RANGES.get(env_id, (0.0, 100.0))
-    return low + quality(learning_rate, anneal_lr, seed) * (high - low)
+    q = quality(learning_rate, anneal_lr, seed)
+    if noise:
+        q += noise * noise_draw(learning_rate, anneal_lr, seed, env_id)
+    return low + q * (high - low)
 
 
 def main() -> int:
@@ -115,7 +132,15 @@ def main() -> int:
     parser.add_argument(
         "--metric-from", type=float, default=0.0, help="first fraction of training without metric"
     )
+    parser.add_argument(
+        "--noise", type=float, default=0.0, help="sd of per-seed noise (normalized)"
+    )
+    parser.add_argument("--log-hparams", action="store_true", help="log args as CleanRL does")
+    parser.add_argument("--ignore-flag", default="", help="drop this flag: use its default")
     args = parser.parse_args()
+    if args.ignore_flag:
+        name = args.ignore_flag.replace("-", "_")
+        setattr(args, name, parser.get_default(name))
 
     with open("received.json", "w") as f:
         json.dump(
@@ -145,8 +170,22 @@ def main() -> int:
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer = EventFileWriter(os.path.join("runs", run_name))
+    if args.log_hparams:  # as CleanRL: writer.add_text("hyperparameters", table)
+        table = "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+        text = summary_pb2.Summary.Value(
+            tag="hyperparameters/text_summary",  # torch's add_text appends /text_summary
+            metadata=summary_pb2.SummaryMetadata(
+                plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text")
+            ),
+            tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[table.encode()]),
+        )
+        writer.add_event(
+            event_pb2.Event(
+                wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=[text])
+            )
+        )
     n = args.total_timesteps // 100
-    base = score(args.learning_rate, args.anneal_lr, args.seed, args.env_id)
+    base = score(args.learning_rate, args.anneal_lr, args.seed, args.env_id, args.noise)
     middle = None
     for i in range(n):
         if i == n // 2:
