@@ -88,13 +88,16 @@ def _api(base: str, token: str, path: str, method: str = "GET") -> Any:
     return json.loads(body) if body else None
 
 
-def _write_lab_settings(settings: Path) -> None:
+def _write_lab_settings(settings: Path, theme: str | None = None) -> None:
     """No autosave (the fixture stays without outputs) and no news or update pop-ups."""
-    for plugin, values in (
+    plugins: list[tuple[str, dict[str, Any]]] = [
         ("@jupyterlab/docmanager-extension/plugin", {"autosave": False}),
         ("@jupyterlab/apputils-extension/notification", {"fetchNews": "false"}),
         ("@jupyterlab/apputils-extension/announcements", {"fetchNews": "false"}),
-    ):
+    ]
+    if theme is not None:
+        plugins.append(("@jupyterlab/apputils-extension/themes", {"theme": theme}))
+    for plugin, values in plugins:
         path = settings / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
@@ -102,7 +105,7 @@ def _write_lab_settings(settings: Path) -> None:
 
 @contextlib.contextmanager
 def _jupyter_lab(
-    tmp_path: Path, copies: dict[str, Path], env: dict[str, str]
+    tmp_path: Path, copies: dict[str, Path], env: dict[str, str], theme: str | None = None
 ) -> Iterator[tuple[str, str]]:
     """A JupyterLab server on a free port with every Jupyter folder in ``tmp_path``.
 
@@ -121,7 +124,7 @@ def _jupyter_lab(
         else:
             shutil.copy(source, root / name)
     settings = home / "lab-settings"
-    _write_lab_settings(settings)
+    _write_lab_settings(settings, theme)
     token = secrets.token_hex(16)
     port = _free_port()
     env = {
@@ -192,6 +195,17 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     work.mkdir()
     env = {"NBTUNE_TOY_SCRIPT": str(TOY), "NBTUNE_WORKDIR": str(work)}
     with _jupyter_lab(tmp_path, {NOTEBOOK.name: NOTEBOOK}, env) as (base, token):
+        yield base, token, work
+
+
+@pytest.fixture
+def dark_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """As :func:`jupyter_lab`, under JupyterLab's dark theme."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"NBTUNE_TOY_SCRIPT": str(TOY), "NBTUNE_WORKDIR": str(work)}
+    copies = {NOTEBOOK.name: NOTEBOOK}
+    with _jupyter_lab(tmp_path, copies, env, theme="JupyterLab Dark") as (base, token):
         yield base, token, work
 
 
@@ -413,6 +427,153 @@ def test_widget_live_in_jupyterlab(jupyter_lab: tuple[str, str, Path]) -> None:
     print(f"\n1+1 while tuning: median {report['median_ms_while_running']:.0f} ms {running}")
     print(f"1+1 idle: median {report['median_ms_idle']:.0f} ms")
     assert report["median_ms_while_running"] < 2000, report
+    assert not errors, errors
+
+
+# Text and background colors of an element, and their WCAG contrast ratio (the background is
+# the first one up the tree that is not transparent).
+_CONTRAST = """(selector) => {
+  const el = document.querySelector(selector);
+  if (!el) return null;
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  let node = el, background = null;
+  while (node && node.nodeType === 1) {
+    const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) { background = c; break; }
+    node = node.parentElement;
+  }
+  background = background || [255, 255, 255];
+  const text = rgb(getComputedStyle(el).color);
+  const lum = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [hi, lo] = [lum(text), lum(background)].sort((a, b) => b - a);
+  return { text, background, ratio: (hi + 0.05) / (lo + 0.05) };
+}"""
+
+# Where the charts sit in the panel, and the look of the history plot as plotly drew it.
+_LAYOUT = """() => {
+  const panel = document.querySelector('.nbtune-panel').getBoundingClientRect();
+  const figures = Array.from(document.querySelectorAll('.nbtune-figure'))
+    .filter((el) => el.offsetParent !== null)
+    .map((el) => el.getBoundingClientRect().width);
+  const gd = document.querySelector('.nbtune-history .js-plotly-plot');
+  const cell = document.querySelector('.nbtune-table td');
+  return {
+    panel: panel.width,
+    figures,
+    paper: gd._fullLayout.paper_bgcolor,
+    font: gd._fullLayout.font.color,
+    padding: cell ? getComputedStyle(cell).paddingLeft : null,
+  };
+}"""
+
+
+def _studies_running(work: Path) -> dict[str, list[int]]:
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = f"sqlite:///{work / 'widget_live.db'}"
+    return {
+        s.study_name: [
+            t.number
+            for t in optuna.load_study(study_name=s.study_name, storage=storage).get_trials(
+                deepcopy=False, states=(TrialState.RUNNING,)
+            )
+        ]
+        for s in optuna.get_all_study_summaries(storage)
+    }
+
+
+def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
+    dark_lab: tuple[str, str, Path],
+) -> None:
+    """Under JupyterLab Dark at 800 px: readable text, transparent charts that fill the column,
+    a padded table. Then a kernel restart mid-run, and the same cells run again: the panel
+    continues the fork a target edit made, fails the trial the dead kernel left running, and
+    nothing stays RUNNING."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token, work = dark_lab
+    executable = _chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 800, "height": 2400})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            _open(page, base, token, NOTEBOOK.name)
+            assert page.evaluate("document.body.dataset.jpThemeLight") == "false"
+            _run_all(page)
+            status = page.locator(".nbtune-status")
+            expect(status).to_contain_text("running", timeout=180_000)
+            _wait_history(page, lambda h: len(h["x"]) >= 2, 120, "two complete trials")
+
+            # A target edit forks the study; the run goes on in the fork.
+            row = page.locator(".nbtune-target-row").first
+            row.locator(".nbtune-target-high input").fill("200")
+            page.locator("button.nbtune-apply-targets").click()
+            expect(status).to_contain_text("widget-live.r1", timeout=60_000)
+            expect(page.locator(".nbtune-best-command pre")).to_be_visible(timeout=60_000)
+
+            # Dark theme: the best command is readable, the charts take the theme's colors.
+            contrast = page.evaluate(_CONTRAST, ".nbtune-best-command pre")
+            assert contrast is not None and contrast["ratio"] >= 4.5, contrast
+            table = page.evaluate(_CONTRAST, ".nbtune-table td")
+            assert table is not None and table["ratio"] >= 4.5, table
+            layout = page.evaluate(_LAYOUT)
+            assert layout["paper"] == "rgba(0, 0, 0, 0)", layout
+            assert layout["font"] not in ("#444", "rgb(68, 68, 68)"), layout  # not plotly_white's
+            # 800 px: one chart a row, filling the panel's column; a padded table.
+            assert layout["figures"] and all(w >= 0.9 * layout["panel"] for w in layout["figures"])
+            assert layout["padding"] == "8px", layout
+            page.locator(".jp-OutputArea-output:has(.nbtune-panel)").screenshot(
+                path=str(ARTIFACTS / "panel_dark_800.png")
+            )
+
+            # Restart the kernel mid-run (what a user does when a notebook hangs).
+            _wait_history(page, lambda h: len(h["x"]) >= 1, 60, "a trial in the fork")
+            (session,) = _api(base, token, "/api/sessions")
+            _api(base, token, f"/api/kernels/{session['kernel']['id']}/restart", method="POST")
+            expect(page.locator("#jp-main-statusbar")).to_contain_text(
+                "ipykernel) | Idle", timeout=120_000
+            )
+            left_running = _studies_running(work)
+            assert left_running.get("widget-live.r1"), left_running  # the dead kernel's trial
+
+            # The same cells again: the panel continues the fork, and fails the dead trial.
+            _run_all(page)
+            header = page.locator(".nbtune-header")
+            expect(header).to_contain_text("widget-live.r1", timeout=180_000)
+            expect(header).to_contain_text("re-scored from")
+            expect(status).to_contain_text("running", timeout=60_000)
+            log = page.locator(".nbtune-log")
+            expect(log).to_contain_text("continuing 'widget-live.r1'", timeout=30_000)
+            expect(log).to_contain_text("its process stopped", timeout=30_000)
+            page.wait_for_timeout(3000)
+            page.locator(".jp-OutputArea-output:has(.nbtune-panel)").screenshot(
+                path=str(ARTIFACTS / "panel_after_restart.png")
+            )
+            page.locator("button.nbtune-stop").click()
+            expect(status).to_contain_text("stopped", timeout=60_000)
+        finally:
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / "panel_dark_last.png"), full_page=True)
+            browser.close()
+
+    import optuna
+
+    storage = f"sqlite:///{work / 'widget_live.db'}"
+    fork = optuna.load_study(study_name="widget-live.r1", storage=storage)
+    dead = [t for t in fork.trials if t.user_attrs.get("fail_reason", "").startswith("its process")]
+    assert dead, [t.state for t in fork.trials]
+    assert any(t.user_attrs.get("nbtune:retry_of") == dead[0].number for t in fork.trials)
+    assert _studies_running(work) == {"widget-live": [], "widget-live.r1": []}
     assert not errors, errors
 
 
