@@ -527,7 +527,7 @@ def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
             table = page.evaluate(_CONTRAST, ".nbtune-table td")
             assert table is not None and table["ratio"] >= 4.5, table
             layout = page.evaluate(_LAYOUT)
-            assert layout["paper"] == "rgba(0, 0, 0, 0)", layout
+            assert layout["paper"].replace(" ", "") == "rgba(0,0,0,0)", layout
             assert layout["font"] not in ("#444", "rgb(68, 68, 68)"), layout  # not plotly_white's
             # 800 px: one chart a row, filling the panel's column; a padded table.
             assert layout["figures"] and all(w >= 0.9 * layout["panel"] for w in layout["figures"])
