@@ -473,6 +473,17 @@ _LAYOUT = """() => {
 }"""
 
 
+# Validation has finished: the statement recommends a configuration, and the winner's-curse chart
+# shows points.
+_VALIDATED = """() => {
+  const statement = document.querySelector('.nbtune-validation-statement');
+  const gd = document.querySelector('.nbtune-winners-curse .js-plotly-plot');
+  if (!statement || !/is recommended/.test(statement.textContent)) return false;
+  if (/running/.test(statement.textContent) || !gd || !gd._fullData) return false;
+  return gd._fullData.some((t) => t.y && Array.from(t.y).filter(Number.isFinite).length >= 2);
+}"""
+
+
 def _studies_running(work: Path) -> dict[str, list[int]]:
     import optuna
     from optuna.trial import TrialState
@@ -536,8 +547,27 @@ def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
                 path=str(ARTIFACTS / "panel_dark_800.png")
             )
 
+            # Stop, validate from the panel (the winner's-curse chart fills in as fresh seeds
+            # finish), then start again.
+            _wait_history(page, lambda h: len(h["x"]) >= 2, 60, "trials in the fork")
+            page.locator("button.nbtune-stop").click()
+            expect(status).to_contain_text("stopped", timeout=60_000)
+            # A number field reaches the kernel when it loses the focus (Tab), not while typed.
+            for css, value in ((".nbtune-validate-top-k", "2"), (".nbtune-validate-seeds", "1")):
+                page.locator(f"{css} input").fill(value)
+                page.locator(f"{css} input").press("Tab")
+            page.wait_for_timeout(500)
+            page.locator("button.nbtune-validate").click()
+            page.wait_for_function(_VALIDATED, timeout=180_000)
+            expect(page.locator(".nbtune-validation-statement")).to_be_visible()
+            page.locator(".jp-OutputArea-output:has(.nbtune-panel)").screenshot(
+                path=str(ARTIFACTS / "panel_validated.png")
+            )
+            page.locator("button.nbtune-start").click()
+            expect(status).to_contain_text("running", timeout=60_000)
+
             # Restart the kernel mid-run (what a user does when a notebook hangs).
-            _wait_history(page, lambda h: len(h["x"]) >= 1, 60, "a trial in the fork")
+            page.wait_for_timeout(3000)
             (session,) = _api(base, token, "/api/sessions")
             _api(base, token, f"/api/kernels/{session['kernel']['id']}/restart", method="POST")
             expect(page.locator("#jp-main-statusbar")).to_contain_text(
@@ -561,9 +591,21 @@ def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
             )
             page.locator("button.nbtune-stop").click()
             expect(status).to_contain_text("stopped", timeout=60_000)
+
         finally:
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(ARTIFACTS / "panel_dark_last.png"), full_page=True)
+            with contextlib.suppress(Exception):  # what the panel said, for a failed run
+                texts = {
+                    css: page.locator(css).first.inner_text(timeout=2000)
+                    for css in (
+                        ".nbtune-status",
+                        ".nbtune-error",
+                        ".nbtune-validation",
+                        ".nbtune-log",
+                    )
+                }
+                (ARTIFACTS / "panel_dark_texts.json").write_text(json.dumps(texts, indent=2))
             browser.close()
 
     import optuna
@@ -573,7 +615,9 @@ def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
     dead = [t for t in fork.trials if t.user_attrs.get("fail_reason", "").startswith("its process")]
     assert dead, [t.state for t in fork.trials]
     assert any(t.user_attrs.get("nbtune:retry_of") == dead[0].number for t in fork.trials)
-    assert _studies_running(work) == {"widget-live": [], "widget-live.r1": []}
+    running = _studies_running(work)
+    assert running.pop("widget-live.r1.validation", []) == []
+    assert running == {"widget-live": [], "widget-live.r1": []}
     assert not errors, errors
 
 

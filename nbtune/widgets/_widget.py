@@ -448,9 +448,10 @@ class TunerWidget(traitlets.HasTraits):
         num_seeds = panel.fresh_seeds_input.value if num_seeds is None else num_seeds
         self.error = ""
         parent = current_parent()
-        session.validate(
-            top_k, num_seeds, background=True, thread_setup=lambda: bind_thread_output(parent)
-        )
+        with quiet_optuna():  # "[I ...] A new study created" would print into the cell
+            session.validate(
+                top_k, num_seeds, background=True, thread_setup=lambda: bind_thread_output(parent)
+            )
         with self._lock:
             self._validation_view = StudyView(session.tuner.storage, session.validation_study_name)
         self.refresh()
@@ -591,7 +592,8 @@ class TunerWidget(traitlets.HasTraits):
             raise
 
     def _rescore(self, targets: dict[str, list[float] | None], aggregation: str) -> None:
-        self._require_session("change the targets").retarget(targets, aggregation)
+        with quiet_optuna():  # "[I ...] A new study created" would print into the cell
+            self._require_session("change the targets").retarget(targets, aggregation)
 
     def _apply_space(self, space: dict[str, Any] | None) -> None:
         if space is None:
