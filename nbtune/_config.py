@@ -40,7 +40,7 @@ from nbtune._retention import check_keep_runs
 from nbtune._scoring import check_aggregation, check_target_scores
 from nbtune._space import ParamsFn, SearchSpace, record_space
 from nbtune._spec import StudySpec, build_component, describe_component
-from nbtune._storage import DEFAULT_STORAGE
+from nbtune._storage import DEFAULT_STORAGE, describe_storage
 
 STUDY, MACHINE, PROCESS = "study", "machine", "process"
 #: Config-file keys that name a field differently from Python.
@@ -319,6 +319,19 @@ class TunerConfig:
         space, note = record_space(params_fn)  # type: ignore[arg-type]
         set_(self, "_space", space)
         set_(self, "_space_note", note)
+
+    def __repr__(self) -> str:
+        # The dataclass's own repr would print the storage URL with its password.
+        parts = []
+        for f in config_fields():
+            value = getattr(self, f.name)
+            if f.name != "storage":
+                parts.append(f"{f.name}={value!r}")
+            elif isinstance(value, BaseStorage):
+                parts.append(f"storage=<{type(value).__name__} {describe_storage(value)}>")
+            else:
+                parts.append(f"storage={describe_storage(value)!r}")
+        return f"TunerConfig({', '.join(parts)})"
 
     # ------------------------------------------------------------------------------ derived
     @property
