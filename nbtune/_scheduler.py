@@ -16,6 +16,7 @@ stopped and running trials are failed with the reason, so the study never keeps 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -37,7 +38,7 @@ from nbtune._budget import budget_state, claim_trial, others_working, reserve_sl
 from nbtune._errors import TuningError
 from nbtune._experiment import Experiment, build_argv
 from nbtune._metrics import ScalarTail, scalar_tags
-from nbtune._resources import available_memory
+from nbtune._resources import available_memory, check_runs_dir, disk_full, disk_full_message
 from nbtune._retention import apply_retention
 from nbtune._scoring import normalize, normalize_all, trial_value
 from nbtune._space import sample_params
@@ -203,6 +204,8 @@ class Scheduler:
         consecutive_failures = 0
         last_failure = ""
         next_heartbeat = 0.0
+        # A read-only or full disk is said now, in one line, not as a crash of the first trial.
+        check_runs_dir(Path(self.config.runs_dir))  # type: ignore[arg-type]  # resolved
         fail_stale_trials(self.study, self.grace_period, self.max_retry)
         try:
             while True:
@@ -470,7 +473,12 @@ class Scheduler:
         run.experiments[key] = exp
         run.slots[key] = slot
         run.tails[key] = ScalarTail(run_dir, self.config.metric)
-        exp.start()
+        try:
+            exp.start()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TuningError(disk_full_message(run_dir, str(exc))) from None
+            raise
 
     def _poll_trial(self, run: _TrialRun) -> None:
         now = time.monotonic()
@@ -505,6 +513,7 @@ class Scheduler:
                 exp.stderr_tail(),
             )
         elif code != 0:
+            self._check_disk(exp)
             run.failure = (self._exit_reason(where, exp, code), exp.stderr_tail())
         else:
             tail = run.tails[key]
@@ -512,6 +521,7 @@ class Scheduler:
             self._warn_damage(run, where, tail)
             raw = tail.last_n_mean(self.config.metric_last_n_average_window)
             if raw is None:
+                self._check_disk(exp)
                 tags = scalar_tags(exp.run_dir)
                 logged = ", ".join(tags) if tags else "no scalar at all (no TensorBoard event file)"
                 run.failure = (
@@ -541,6 +551,17 @@ class Scheduler:
             )
         for listener in self.listeners:
             listener.on_experiment_end(run.trial, env_id, exp.seed, raw, normalized)
+
+    def _check_disk(self, exp: Experiment) -> None:
+        """Stop the study if a failed experiment ran out of disk space.
+
+        A full disk is no fault of the configuration: counting the trial as failed would tell
+        the sampler a lie and fail every trial after it. Raising here fails the running trials
+        as interrupted (not counted towards the budget) and says why in one line.
+        """
+        stderr = exp.stderr_tail()
+        if disk_full(exp.run_dir, stderr):
+            raise TuningError(disk_full_message(Path(self.config.runs_dir), stderr))  # type: ignore[arg-type]
 
     def _warn_damage(self, run: _TrialRun, where: str, tail: ScalarTail) -> None:
         """Record on the trial what of an experiment's event files could not be read.
