@@ -16,16 +16,19 @@ stopped and running trials are failed with the reason, so the study never keeps 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import math
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -281,9 +284,11 @@ class Scheduler:
                 self.stop_event.wait(self.poll_interval)
         except BaseException as exc:
             reason = f"interrupted by {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
-            summary.interrupted += self._abort_all(reason)
+            with _signals_deferred(self._say_always, unwinding=True):
+                summary.interrupted += self._abort_all(reason)
             raise
-        summary.interrupted += self._abort_all("stopped before it finished")
+        with _signals_deferred(self._say_always, unwinding=False):
+            summary.interrupted += self._abort_all("stopped before it finished")
         return summary
 
     # ----------------------------------------------------------------------------------------
@@ -763,6 +768,65 @@ class Scheduler:
     def _say(self, line: str) -> None:
         if self._log is not None:
             self._log(line)
+
+    def _say_always(self, line: str) -> None:
+        """Tell the user even when not verbose (an answer to their own Ctrl-C)."""
+        if self._log is not None:
+            self._log(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+#: Seconds a second Ctrl-C (or SIGTERM) waits while running trials are failed in the study;
+#: after that one quits at once (a storage in an outage could otherwise hold the user for minutes).
+ABORT_SIGNAL_BOUND = 10.0
+
+
+@contextlib.contextmanager
+def _signals_deferred(
+    say: Callable[[str], None], *, unwinding: bool, bound: float = ABORT_SIGNAL_BOUND
+) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the running trials are failed in the study.
+
+    A second Ctrl-C during that cleanup used to cut it short and leave the trial RUNNING until
+    another process failed it as stale, minutes later. Within ``bound`` seconds a signal is
+    noted and said; after the cleanup it is delivered again, unless an interruption is already
+    on its way out (``unwinding``). After ``bound`` seconds a signal acts at once.
+    Only the main thread receives signals: elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    started = time.monotonic()
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if time.monotonic() - started > bound:
+            previous = saved[signum]
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+        if not held:
+            say(
+                "nbtune: stopping: marking the running trials as interrupted in the study; "
+                f"press Ctrl-C again after {bound:g} s to quit without waiting"
+            )
+        held.append(signum)
+
+    saved: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if previous in (signal.SIG_IGN, None):
+            continue  # ignored (or set outside Python): leave it so
+        saved[signum] = previous
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
+        if held and not unwinding:
+            signal.raise_signal(held[0])  # the user's stop, delivered now that the study is told
 
 
 def _file_sha256(path: str | os.PathLike[str]) -> str:

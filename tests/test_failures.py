@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
+from _support import TOY, wait_for
+from optuna.trial import TrialState
 
 import nbtune
 from nbtune import _attrs, _resources
@@ -149,3 +153,50 @@ def test_a_storage_nobody_answers_at_is_said_at_once(command):
     assert out.returncode == 2
     assert out.stderr.startswith("nbtune: error: cannot ") and "Connection refused" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 9a: a second Ctrl-C
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_second_ctrl_c_during_cleanup_still_fails_the_running_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    runs = tmp_path / "runs"
+    # The script ignores SIGTERM: stopping it takes the 0.5 s grace before SIGKILL, and the
+    # second Ctrl-C lands in that cleanup.
+    code = f"""
+import nbtune
+nbtune.Tuner(
+    script={str(TOY)!r},
+    metric="charts/episodic_return",
+    target_scores={{"EnvA": [0, 100]}},
+    params_fn={{"learning-rate": 1e-3, "total-timesteps": 500, "mode": "hang",
+               "ignore-sigterm": True}},
+    storage={storage!r},
+    study_name="test",
+    runs_dir={str(runs)!r},
+    n_slots=1,
+).tune(1, num_seeds=1)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: list(runs.rglob("received.json")), 60, "the experiment to start")
+        time.sleep(0.3)  # past the script's signal set-up
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    study = optuna.load_study(study_name="test", storage=storage)
+    (trial,) = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    assert trial.state == TrialState.FAIL, output
+    assert trial.system_attrs[_attrs.FAIL_KIND] == "interrupted"
+    assert "marking the running trials as interrupted" in output
