@@ -21,6 +21,9 @@ Trial user attributes (JSON values):
 * ``fail_reason`` and ``stderr_tail``: why a failed trial failed, and the end of its stderr.
 * ``data_warnings``: ``list[str]``, parts of the experiments' event files that could not be read
   (a corrupt record, a partial one at the end); the score comes from the points read.
+* ``stall_warnings``: ``list[str]``, one line per time an experiment wrote nothing (no output,
+  no TensorBoard record) for ``stall_warning`` seconds while running, e.g. ``"EnvA seed 0: no new
+  output or TensorBoard record for 10 min"``; it only warns (``experiment_timeout`` stops).
 
 Trial system attributes:
 
@@ -65,6 +68,7 @@ VERSIONS = "versions"
 FAIL_REASON = "fail_reason"
 STDERR_TAIL = "stderr_tail"
 DATA_WARNINGS = "data_warnings"
+STALL_WARNINGS = "stall_warnings"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"

@@ -165,8 +165,17 @@ class TunerConfig:
     )
     experiment_timeout: float | None = _arg(
         None,
-        doc="Seconds after which one experiment fails its trial.",
+        doc="Seconds after which one experiment is stopped and fails its trial (default: no "
+        "limit; stall_warning says when one seems stuck).",
         stored="experiment_timeout",
+        cli=float,
+    )
+    stall_warning: float | None = _arg(
+        600.0,
+        doc="Seconds an experiment may write nothing (no output, no TensorBoard record) before "
+        "the log, the widget and nbtune show say it seems stuck; 0 or None: never. It only "
+        "warns: experiment_timeout stops such experiments.",
+        scope=PROCESS,
         cli=float,
     )
     max_consecutive_failures: int | None = _arg(
@@ -293,6 +302,17 @@ class TunerConfig:
                 "experiment_timeout must be a positive number of seconds or None; "
                 f"got {self.experiment_timeout!r}."
             )
+        if self.stall_warning is not None:
+            if isinstance(self.stall_warning, bool) or not isinstance(
+                self.stall_warning, (int, float)
+            ):
+                raise ConfigError(
+                    f"stall_warning must be a number of seconds, or 0 or None for no warning; "
+                    f"got {self.stall_warning!r}."
+                )
+            if not self.stall_warning >= 0:
+                raise ConfigError(f"stall_warning must be >= 0; got {self.stall_warning!r}.")
+            set_(self, "stall_warning", float(self.stall_warning) or None)
         if self.reporting not in ("checkpoint", "seed"):
             raise ConfigError(f"reporting must be 'checkpoint' or 'seed'; got {self.reporting!r}.")
         if self.reporting == "seed":

@@ -531,3 +531,6 @@ class _Progress:
     def on_trial_end(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
         name = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
         self._emit("trial", number=trial.number, state=name, value=value)
+
+    def on_warning(self, trial: optuna.Trial, line: str) -> None:
+        self._emit("log", line=line)

@@ -880,6 +880,37 @@ def fail_stale_trials(
     return failed
 
 
+def stale_waits(study: optuna.Study, grace_period: float) -> list[tuple[int, float, float]]:
+    """The running trials of other nbtune processes, and how long until each counts as stale.
+
+    For a process that waits on them (its own work is done, or a re-run after a crash): which
+    trials, how long since their last heartbeat (or since they were taken from the queue), and
+    how many seconds are left until :func:`fail_stale_trials` fails and retries them if no
+    heartbeat comes. Ages use nbtune's own heartbeat (wall clock), which every storage has.
+
+    Returns:
+        ``(trial number, seconds since the last sign of life, seconds until stale)``, by number.
+    """
+    storage = _optuna.study_storage(study)
+    key = _storage_key(storage)
+    now = time.time()
+    waits = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if (key, _optuna.trial_id(trial)) in _own_trials:
+            continue
+        beat = trial.system_attrs.get(_attrs.HEARTBEAT)
+        started = trial.datetime_start
+        if beat is not None:
+            last = float(beat)
+        elif QUEUED_MARKS & trial.system_attrs.keys() and started is not None:
+            last = started.timestamp()
+        else:
+            continue  # not nbtune's: nobody waits for it
+        age = max(0.0, now - last)
+        waits.append((trial.number, age, max(0.0, grace_period - age)))
+    return sorted(waits)
+
+
 def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
     storage = _optuna.study_storage(study)
     trial_id = _optuna.trial_id(trial)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,8 @@ from optuna.trial import TrialState
 import nbtune
 from nbtune import _attrs, _resources
 from nbtune._budget import budget_state
+from nbtune._storage import forget_trial, record_heartbeat
+from nbtune.widgets._render import trials_table_html
 
 ONE_ENV = {"EnvA": [0, 100]}
 
@@ -200,3 +203,84 @@ nbtune.Tuner(
     assert trial.state == TrialState.FAIL, output
     assert trial.system_attrs[_attrs.FAIL_KIND] == "interrupted"
     assert "marking the running trials as interrupted" in output
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 6: silent stalls, and waiting for a dead run's trials
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_silent_experiment_is_said_to_seem_stuck_once_in_the_log_show_and_widget(
+    make_tuner, capsys
+):
+    tuner = make_tuner(
+        params_fn={"learning-rate": 1e-3, "total-timesteps": 500, "mode": "hang"},
+        target_scores=ONE_ENV,
+        stall_warning=1.0,
+        verbose=False,  # a warning still reaches the session's subscribers
+    )
+    session = tuner.session(1, num_seeds=1)
+    lines: list[str] = []
+    session.subscribe(lambda event: lines.append(event.data.get("line", "")))
+    session.start()
+    try:
+        stall = wait_for(lambda: [ln for ln in lines if "seems" in ln or "no new output" in ln])
+        assert stall[0].startswith("trial 0 warning: EnvA seed 0: no new output or TensorBoard ")
+        assert "(stall_warning); still running, set experiment_timeout" in stall[0]
+        storage = tuner.config.storage
+        shown = subprocess.run(
+            [sys.executable, "-m", "nbtune", "show", "--storage", storage, "--study", "test"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "  trial 0 (running) seems stuck: EnvA seed 0: no new output" in shown.stdout
+        with nbtune.StudyView(storage, "test") as view:
+            assert "seems stuck: EnvA seed 0: no new output" in trials_table_html(view)
+        time.sleep(1.5)  # said once per stall, not at every check
+        assert len([ln for ln in lines if "no new output" in ln]) == 1
+    finally:
+        session.stop()
+        session.wait(60)
+    (trial,) = [t for t in tuner.study.get_trials(deepcopy=False) if t.number == 0]
+    assert len(trial.user_attrs[_attrs.STALL_WARNINGS]) == 1
+
+
+def test_an_experiment_that_logs_is_never_said_to_stall(make_tuner, capsys):
+    tuner = make_tuner(
+        params_fn={"learning-rate": 1e-3, "total-timesteps": 1500, "log-sleep": 0.2},
+        target_scores=ONE_ENV,
+        stall_warning=1.0,
+        verbose=True,
+    )
+    tuner.tune(1, num_seeds=1)  # 15 points, 0.2 s apart: 3 s with a point every 0.2 s
+    assert "no new output" not in capsys.readouterr().out
+    (trial,) = tuner.study.get_trials(deepcopy=False)
+    assert _attrs.STALL_WARNINGS not in trial.user_attrs
+
+
+@pytest.mark.parametrize("value", [-1, "soon", True])
+def test_stall_warning_is_checked(make_tuner, value):
+    with pytest.raises(nbtune.ConfigError, match="stall_warning"):
+        make_tuner(stall_warning=value)
+
+
+def test_a_rerun_after_a_crash_says_which_trials_it_waits_for_and_how_long(make_tuner, capsys):
+    tuner = make_tuner(target_scores=ONE_ENV, heartbeat_interval=2, verbose=True)
+    tuner.reserve(1, num_seeds=1)
+    # A run that died mid-trial: it took the reservation, beat once, and was gone.
+    study = tuner.study
+    trial = study.ask()
+    record_heartbeat(study, trial._trial_id)
+    forget_trial(study, trial._trial_id)  # this process plays the re-run, not the dead one
+    started = time.monotonic()
+    tuner.work()
+    out = capsys.readouterr().out
+    assert time.monotonic() - started < 60
+    line = next(ln for ln in out.splitlines() if ln.startswith("nbtune: waiting for"))
+    assert re.match(
+        r"nbtune: waiting for trial 0 \(last heartbeat [01] s ago, stale in [34] s\)", line
+    )
+    assert "a trial without a heartbeat for 4 s is failed and run again" in line
+    assert out.count("nbtune: waiting for") == 1
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["FAIL", "COMPLETE"]

@@ -14,6 +14,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs, plots
+from nbtune._output import stall_note
 from nbtune._study_view import StudyView
 from nbtune.plots import StatusInfo, format_status
 
@@ -112,7 +113,7 @@ def trials_table_html(view: StudyView, limit: int = 15) -> str:
             esc(value),
             esc(_duration(trial, now)),
             *(esc(fmt(trial.params[n])) if n in trial.params else "" for n in names),
-            esc(_short(trial.user_attrs.get(_attrs.FAIL_REASON, ""), 80)),
+            esc(_short(trial.user_attrs.get(_attrs.FAIL_REASON, "") or _stuck(trial), 80)),
         ]
         rows.append(
             f'<tr class="nbtune-trial-row" data-number="{trial.number}">'
@@ -124,6 +125,11 @@ def trials_table_html(view: StudyView, limit: int = 15) -> str:
         '<table class="nbtune-table" style="border-collapse:collapse;font-size:12px">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
     )
+
+
+def _stuck(trial: FrozenTrial) -> str:
+    note = stall_note(trial)
+    return f"seems stuck: {note}" if note else ""
 
 
 def _short(text: Any, n: int) -> str:
