@@ -569,13 +569,16 @@ _PERMANENT = re.compile(
     r"|no password supplied|Access denied for user|Unknown database"
 )
 
-# Refusals of a server that is there and will take connections again soon (PostgreSQL, then
-# MySQL/MariaDB wording; SQLite's lock): worth waiting for even before a study was reached. Any
-# other connection error at the first connection (refused, unknown host, a SQLite file that
-# cannot be opened or written) is a wrong URL or a missing server far more often than an outage.
-_PASSING = re.compile(
-    r"not currently accepting connections|the database system is (?:starting up|shutting down|"
-    r"in recovery mode)|too many (?:connections|clients)|Account is locked|database is locked",
+# Connection errors that mean nothing answers at that address, or a SQLite file that cannot be
+# opened or written (PostgreSQL, MySQL/MariaDB and SQLite wording). At the first connection
+# they are a wrong URL, a server that is not running or a read-only folder far more often than
+# an outage: said at once. Anything else (a server refusing connections for a while, a killed
+# session) is waited for from the start, and every transient error once a study was reached.
+_UNREACHABLE = re.compile(
+    r"connection refused|could not translate host name|failed to resolve host"
+    r"|name or service not known|nodename nor servname|unknown mysql server host"
+    r"|no route to host|network is unreachable|timeout expired|timed out"
+    r"|unable to open database file|readonly database|disk i/o error",
     re.IGNORECASE,
 )
 
@@ -622,7 +625,7 @@ class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
         self._tokens_tried: set[str] = set()  # creations attempted and not yet returned
         #: ``time.monotonic()`` when the last outage (a call retried, not for a lock) ended.
         self.recovered_at: float | None = None
-        #: Whether the database answered once: until then only a passing refusal is waited for.
+        #: Whether the database answered once: until then, nothing answering is said at once.
         self.reached = False
         # Connecting, creating the tables and checking the schema version ride out a server that
         # refuses connections for a while (a worker that starts while the database restarts
@@ -648,7 +651,7 @@ class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
                     if not is_transient(exc):
                         raise
                     reason = scrub(_short_error(exc), str(self.url))
-                    if not self.reached and not _PASSING.search(reason):
+                    if not self.reached and _UNREACHABLE.search(reason):
                         raise StorageUnavailableError(
                             f"cannot reach the storage {redact_url(str(self.url))}: {reason}"
                             f"{_storage_hint(reason)}"
