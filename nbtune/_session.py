@@ -28,6 +28,7 @@ from nbtune._errors import ConfigError
 from nbtune._rescore import fork_study
 from nbtune._scheduler import RunSummary
 from nbtune._space import SearchSpace
+from nbtune._storage import riding_out
 
 if TYPE_CHECKING:
     from nbtune._tuner import Tuner
@@ -170,11 +171,14 @@ class TuningSession:
         from nbtune._study_view import StudyView
         from nbtune.plots import get_status_info
 
+        storage = self._tuner.storage
         with self._lock:
             if self._view is None or self._view.study_name != self.study_name:
-                self._view = StudyView(self._tuner.storage, self.study_name)
+                # The view reads the database itself: a worker that reads while the database
+                # restarts waits for it like any other call (a traceback otherwise).
+                self._view = riding_out(storage, lambda: StudyView(storage, self.study_name))
             view = self._view
-        view.refresh()
+        riding_out(storage, view.refresh)
         return get_status_info(view)
 
     # ------------------------------------------------------------------------------ events

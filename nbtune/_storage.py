@@ -788,6 +788,17 @@ def _storage_hint(reason: str) -> str:
     return ""
 
 
+def riding_out(storage: BaseStorage, read: Callable[[], T]) -> T:
+    """Run ``read`` with the storage's retries: a study already reached rides out an outage.
+
+    For readers that query the storage's database themselves (the study view's SQL reader).
+    """
+    backend = _optuna.rdb_storage(storage)
+    if isinstance(backend, ResilientRDBStorage) and backend.reached:
+        return backend._retry(lambda _: read())
+    return read()
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
