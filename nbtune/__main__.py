@@ -19,7 +19,7 @@ import optuna
 from nbtune import _attrs
 from nbtune._config import MACHINE, PROCESS, STUDY, TunerConfig, add_config_flags, flag_values
 from nbtune._errors import NbtuneError, StudyNotFoundError
-from nbtune._output import env_seed_hint, plural
+from nbtune._output import env_seed_hint, plural, stall_note
 from nbtune._results import trial_config, trial_flags
 from nbtune._spec import StudySpec
 from nbtune._study_view import StudyView, list_studies
@@ -317,6 +317,10 @@ def _print_summary(view: StudyView, top: int) -> None:
     total = f" of {info.total}" if info.total is not None else ""
     counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(info.counts.items()) if n)
     print(f"  {info.n_finished}{total} finished; {counts}")
+    for trial in view.trials:
+        note = stall_note(trial)
+        if note:
+            print(f"  trial {trial.number} (running) seems stuck: {note}")
     best = top_trials(view, top)
     if not best:
         print("  no completed trial yet")

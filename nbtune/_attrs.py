@@ -25,6 +25,9 @@ Trial user attributes (JSON values):
 * ``validates_trial`` and ``tuning_score`` (trials of a validation study, set when the
   configuration is enqueued): the number of the tuning study's trial whose configuration this
   trial re-runs on fresh seeds, and that trial's value in the tuning study.
+* ``stall_warnings``: ``list[str]``, one line per time an experiment wrote nothing (no output,
+  no TensorBoard record) for ``stall_warning`` seconds while running, e.g. ``"EnvA seed 0: no new
+  output or TensorBoard record for 10 min"``; it only warns (``experiment_timeout`` stops).
 
 Trial system attributes:
 
@@ -79,6 +82,7 @@ STDERR_TAIL = "stderr_tail"
 DATA_WARNINGS = "data_warnings"
 VALIDATES_TRIAL = "validates_trial"
 TUNING_SCORE = "tuning_score"
+STALL_WARNINGS = "stall_warnings"
 
 HEARTBEAT = "nbtune:heartbeat"
 FAIL_KIND = "nbtune:fail_kind"

@@ -40,7 +40,7 @@ from nbtune._retention import check_keep_runs
 from nbtune._scoring import check_aggregation, check_target_scores
 from nbtune._space import ParamsFn, SearchSpace, record_space
 from nbtune._spec import StudySpec, build_component, describe_component
-from nbtune._storage import DEFAULT_STORAGE
+from nbtune._storage import DEFAULT_STORAGE, describe_storage
 
 STUDY, MACHINE, PROCESS = "study", "machine", "process"
 #: Config-file keys that name a field differently from Python.
@@ -173,8 +173,17 @@ class TunerConfig:
     )
     experiment_timeout: float | None = _arg(
         None,
-        doc="Seconds after which one experiment fails its trial.",
+        doc="Seconds after which one experiment is stopped and fails its trial (default: no "
+        "limit; stall_warning says when one seems stuck).",
         stored="experiment_timeout",
+        cli=float,
+    )
+    stall_warning: float | None = _arg(
+        600.0,
+        doc="Seconds an experiment may write nothing (no output, no TensorBoard record) before "
+        "the log, the widget and nbtune show say it seems stuck; 0 or None: never. It only "
+        "warns: experiment_timeout stops such experiments.",
+        scope=PROCESS,
         cli=float,
     )
     max_consecutive_failures: int | None = _arg(
@@ -305,6 +314,17 @@ class TunerConfig:
                 "experiment_timeout must be a positive number of seconds or None; "
                 f"got {self.experiment_timeout!r}."
             )
+        if self.stall_warning is not None:
+            if isinstance(self.stall_warning, bool) or not isinstance(
+                self.stall_warning, (int, float)
+            ):
+                raise ConfigError(
+                    f"stall_warning must be a number of seconds, or 0 or None for no warning; "
+                    f"got {self.stall_warning!r}."
+                )
+            if not self.stall_warning >= 0:
+                raise ConfigError(f"stall_warning must be >= 0; got {self.stall_warning!r}.")
+            set_(self, "stall_warning", float(self.stall_warning) or None)
         if self.reporting not in ("checkpoint", "seed"):
             raise ConfigError(f"reporting must be 'checkpoint' or 'seed'; got {self.reporting!r}.")
         if self.reporting == "seed":
@@ -331,6 +351,19 @@ class TunerConfig:
         space, note = record_space(params_fn)  # type: ignore[arg-type]
         set_(self, "_space", space)
         set_(self, "_space_note", note)
+
+    def __repr__(self) -> str:
+        # The dataclass's own repr would print the storage URL with its password.
+        parts = []
+        for f in config_fields():
+            value = getattr(self, f.name)
+            if f.name != "storage":
+                parts.append(f"{f.name}={value!r}")
+            elif isinstance(value, BaseStorage):
+                parts.append(f"storage=<{type(value).__name__} {describe_storage(value)}>")
+            else:
+                parts.append(f"storage={describe_storage(value)!r}")
+        return f"TunerConfig({', '.join(parts)})"
 
     # ------------------------------------------------------------------------------ derived
     @property

@@ -560,6 +560,11 @@ class ScalarTail:
         return self._last_step
 
     @property
+    def records_read(self) -> int:
+        """Records of any tag read so far from the event files (activity of the writer)."""
+        return sum(f.records for f in self._files.values())
+
+    @property
     def event_files(self) -> list[str]:
         """Paths of the event files found so far, sorted."""
         return list(self._paths)

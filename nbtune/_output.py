@@ -15,8 +15,32 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from nbtune import _attrs
 from nbtune._results import trial_flags
 from nbtune._spec import StudySpec
+
+#: The words of a ``stall_warnings`` line that says the experiment wrote again.
+WRITING_AGAIN = "writing again"
+
+
+def stall_note(trial: FrozenTrial) -> str:
+    """For a running trial that seems stuck, its last stall warning; else ``""``.
+
+    The scheduler appends a line to the trial's ``stall_warnings`` when an experiment has
+    written nothing for ``stall_warning`` seconds, and another (with "writing again") when it
+    writes again: the last line tells the current state.
+
+    Example:
+        >>> from optuna.trial import TrialState, create_trial
+        >>> t = create_trial(state=TrialState.RUNNING, user_attrs={"stall_warnings": ["x"]})
+        >>> stall_note(t)
+        'x'
+    """
+    lines = trial.user_attrs.get(_attrs.STALL_WARNINGS)
+    if trial.state != optuna.trial.TrialState.RUNNING or not lines:
+        return ""
+    last = str(lines[-1])
+    return "" if WRITING_AGAIN in last else last
 
 
 def format_value(value: Any) -> str:

@@ -16,15 +16,19 @@ stopped and running trials are failed with the reason, so the study never keeps 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import math
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,11 +41,18 @@ from nbtune._budget import budget_state, claim_trial, give_back, others_working
 from nbtune._errors import TuningError
 from nbtune._experiment import Experiment, argument_mismatch, build_argv
 from nbtune._metrics import ScalarTail, reported_hyperparameters, scalar_tags
-from nbtune._resources import available_memory
+from nbtune._output import WRITING_AGAIN
+from nbtune._resources import available_memory, check_runs_dir, disk_full, disk_full_message
 from nbtune._retention import apply_retention
 from nbtune._scoring import normalize, normalize_all, trial_value
 from nbtune._space import sample_params
-from nbtune._storage import fail_stale_trials, forget_trial, record_heartbeat, record_owner
+from nbtune._storage import (
+    fail_stale_trials,
+    forget_trial,
+    record_heartbeat,
+    record_owner,
+    stale_waits,
+)
 from nbtune._version import __version__
 
 if TYPE_CHECKING:
@@ -69,6 +80,8 @@ class TrialListener(Protocol):
     def on_trial_end(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
         """The trial was told to Optuna."""
 
+    # Optional: ``on_warning(trial, line)``, a warning about a running trial (it seems stuck).
+
 
 @dataclass
 class _TrialRun:
@@ -88,6 +101,13 @@ class _TrialRun:
     tails_polled: float = 0.0
     told: bool = False  # this process told Optuna the trial's outcome
     data_warnings: list[str] = field(default_factory=list)  # unreadable parts of event files
+    # Stall watch: per experiment, what it had written and its running seconds when that changed.
+    activity: dict[tuple[int, str], tuple[tuple[int, int, int], float]] = field(
+        default_factory=dict
+    )
+    stalled: set[tuple[int, str]] = field(default_factory=set)
+    stall_warnings: list[str] = field(default_factory=list)
+    stalls_checked: float = 0.0
 
     @property
     def running(self) -> list[Experiment]:
@@ -184,6 +204,7 @@ class Scheduler:
         self._reduced: set[int] = set()
         self._on_tick = on_tick
         self._versions = _versions(config.interpreter)
+        self._told_waits: tuple[int, ...] = ()
 
     # ----------------------------------------------------------------------------------------
     def run(self, timeout: float | None = None) -> RunSummary:
@@ -204,6 +225,8 @@ class Scheduler:
         consecutive_failures = 0
         last_failure = ""
         next_heartbeat = 0.0
+        # A read-only or full disk is said now, in one line, not as a crash of the first trial.
+        check_runs_dir(Path(self.config.runs_dir))  # type: ignore[arg-type]  # resolved
         fail_stale_trials(self.study, self.grace_period, self.max_retry)
         try:
             while True:
@@ -269,6 +292,7 @@ class Scheduler:
                     # trial comes back to the queue (or a reservation is given back).
                     if now >= next_heartbeat:
                         fail_stale_trials(self.study, self.grace_period, self.max_retry)
+                        self._tell_waits()
                         next_heartbeat = now + min(self.heartbeat_interval, 5.0)
                     self.stop_event.wait(min(1.0, self.heartbeat_interval))
                     continue
@@ -279,9 +303,11 @@ class Scheduler:
                 self.stop_event.wait(self.poll_interval)
         except BaseException as exc:
             reason = f"interrupted by {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
-            summary.interrupted += self._abort_all(reason)
+            with _signals_deferred(self._say_always, unwinding=True):
+                summary.interrupted += self._abort_all(reason)
             raise
-        summary.interrupted += self._abort_all("stopped before it finished")
+        with _signals_deferred(self._say_always, unwinding=False):
+            summary.interrupted += self._abort_all("stopped before it finished")
         return summary
 
     # ----------------------------------------------------------------------------------------
@@ -338,6 +364,28 @@ class Scheduler:
             except Exception:
                 if not self._lost_to_another_process(run):
                     raise
+
+    def _tell_waits(self) -> None:
+        """Say which other processes' trials this one waits for, once per set of trials.
+
+        After a crash, a re-run waits for the dead run's trials until their heartbeat is stale
+        (twice ``heartbeat_interval``): without this line it would print nothing meanwhile.
+        """
+        waits = stale_waits(self.study, self.grace_period)
+        numbers = tuple(number for number, _, _ in waits)
+        if not numbers or numbers == self._told_waits:
+            return
+        self._told_waits = numbers
+        parts = [
+            f"trial {number} (last heartbeat {format_seconds(age)} ago, "
+            + (f"stale in {format_seconds(left)})" if left > 0 else "stale now)")
+            for number, age, left in waits
+        ]
+        self._say(
+            "nbtune: waiting for " + ", ".join(parts) + ": they run in another process, or in "
+            "one that died; a trial without a heartbeat for "
+            f"{format_seconds(self.grace_period)} is failed and run again"
+        )
 
     def _lost_to_another_process(self, run: _TrialRun) -> bool:
         """If another process finished this trial, drop it here and return True.
@@ -473,7 +521,12 @@ class Scheduler:
         run.experiments[key] = exp
         run.slots[key] = slot
         run.tails[key] = ScalarTail(run_dir, self.config.metric)
-        exp.start()
+        try:
+            exp.start()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TuningError(disk_full_message(run_dir, str(exc))) from None
+            raise
 
     def _poll_trial(self, run: _TrialRun) -> None:
         now = time.monotonic()
@@ -494,6 +547,60 @@ class Scheduler:
                 return
         if run.failure is None and not run.pruned:
             self._report(run)
+            self._watch_stalls(run)
+
+    def _watch_stalls(self, run: _TrialRun) -> None:
+        """Say once per stall when a running experiment has written nothing for a while.
+
+        Activity is anything the script writes where nbtune looks: its standard output and
+        error (log files) and TensorBoard records of any tag. Time paused does not count.
+        """
+        limit = self.config.stall_warning
+        now = time.monotonic()
+        if not limit or now - run.stalls_checked < min(5.0, limit / 4):
+            return
+        run.stalls_checked = now
+        for key, exp in run.experiments.items():
+            if not exp.running or exp.paused:
+                continue
+            tail = run.tails[key]
+            if self.config.reporting != "checkpoint":
+                tail.poll()  # otherwise read at every report_interval already
+            written = (_size(exp.stdout_path), _size(exp.stderr_path), tail.records_read)
+            seconds = exp.seconds or 0.0
+            seen = run.activity.get(key)
+            if seen is None or seen[0] != written:
+                if seen is not None and key in run.stalled:
+                    run.stalled.discard(key)
+                    line = (
+                        f"{exp.env_id} seed {exp.seed}: {WRITING_AGAIN} after "
+                        f"{format_seconds(seconds - seen[1])} of silence"
+                    )
+                    run.stall_warnings.append(line)  # the last line tells the current state
+                    run.trial.set_user_attr(_attrs.STALL_WARNINGS, run.stall_warnings)
+                    self._warn(run, f"trial {run.trial.number} {line}")
+                # At the first look, an experiment that wrote nothing yet is silent since its start.
+                since = 0.0 if seen is None and not any(written) else seconds
+                run.activity[key] = (written, since)
+                continue
+            idle = seconds - seen[1]
+            if idle < limit or key in run.stalled:
+                continue
+            run.stalled.add(key)
+            timeout = self.config.experiment_timeout
+            stop = (
+                f"experiment_timeout stops it after {format_seconds(timeout)}"
+                if timeout
+                else "set experiment_timeout to stop such experiments"
+            )
+            line = (
+                f"{exp.env_id} seed {exp.seed}: no new output or TensorBoard record for "
+                f"{format_seconds(idle)} (stall_warning); still running, {stop}. "
+                f"Log: {exp.stdout_path.parent}"
+            )
+            run.stall_warnings.append(line)
+            run.trial.set_user_attr(_attrs.STALL_WARNINGS, run.stall_warnings)
+            self._warn(run, f"trial {run.trial.number} warning: {line}")
 
     def _experiment_ended(
         self, run: _TrialRun, key: tuple[int, str], exp: Experiment, code: int
@@ -508,6 +615,7 @@ class Scheduler:
                 exp.stderr_tail(),
             )
         elif code != 0:
+            self._check_disk(exp)
             run.failure = (self._exit_reason(where, exp, code), exp.stderr_tail())
         else:
             tail = run.tails[key]
@@ -515,6 +623,7 @@ class Scheduler:
             self._warn_damage(run, where, tail)
             raw = tail.last_n_mean(self.config.metric_last_n_average_window)
             if raw is None:
+                self._check_disk(exp)
                 tags = scalar_tags(exp.run_dir)
                 logged = ", ".join(tags) if tags else "no scalar at all (no TensorBoard event file)"
                 run.failure = (
@@ -562,6 +671,17 @@ class Scheduler:
             return None
         passed = {**run.params, self.config.env_flag: env_id, self.config.seed_flag: exp.seed}
         return argument_mismatch(passed, reported)
+
+    def _check_disk(self, exp: Experiment) -> None:
+        """Stop the study if a failed experiment ran out of disk space.
+
+        A full disk is no fault of the configuration: counting the trial as failed would tell
+        the sampler a lie and fail every trial after it. Raising here fails the running trials
+        as interrupted (not counted towards the budget) and says why in one line.
+        """
+        stderr = exp.stderr_tail()
+        if disk_full(exp.run_dir, stderr):
+            raise TuningError(disk_full_message(Path(self.config.runs_dir), stderr))  # type: ignore[arg-type]
 
     def _warn_damage(self, run: _TrialRun, where: str, tail: ScalarTail) -> None:
         """Record on the trial what of an experiment's event files could not be read.
@@ -766,6 +886,100 @@ class Scheduler:
     def _say(self, line: str) -> None:
         if self._log is not None:
             self._log(line)
+
+    def _warn(self, run: _TrialRun, line: str) -> None:
+        """A warning about a running trial: in the log, and to listeners that take warnings.
+
+        A session passes it to its subscribers as a ``"log"`` event (the widget's log), even
+        when the tuner is not verbose: a warning is not chatter.
+        """
+        self._say(line)
+        for listener in self.listeners:
+            hook = getattr(listener, "on_warning", None)
+            if hook is not None:
+                hook(run.trial, line)
+
+    def _say_always(self, line: str) -> None:
+        """Tell the user even when not verbose (an answer to their own Ctrl-C)."""
+        if self._log is not None:
+            self._log(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+#: Seconds a second Ctrl-C (or SIGTERM) waits while running trials are failed in the study;
+#: after that one quits at once (a storage in an outage could otherwise hold the user for minutes).
+ABORT_SIGNAL_BOUND = 10.0
+
+
+@contextlib.contextmanager
+def _signals_deferred(
+    say: Callable[[str], None], *, unwinding: bool, bound: float = ABORT_SIGNAL_BOUND
+) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the running trials are failed in the study.
+
+    A second Ctrl-C during that cleanup used to cut it short and leave the trial RUNNING until
+    another process failed it as stale, minutes later. Within ``bound`` seconds a signal is
+    noted and said; after the cleanup it is delivered again, unless an interruption is already
+    on its way out (``unwinding``). After ``bound`` seconds a signal acts at once.
+    Only the main thread receives signals: elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    started = time.monotonic()
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if time.monotonic() - started > bound:
+            previous = saved[signum]
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+        if not held:
+            say(
+                "nbtune: stopping: marking the running trials as interrupted in the study; "
+                f"press Ctrl-C again after {bound:g} s to quit without waiting"
+            )
+        held.append(signum)
+
+    saved: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if previous in (signal.SIG_IGN, None):
+            continue  # ignored (or set outside Python): leave it so
+        saved[signum] = previous
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
+        if held and not unwinding:
+            signal.raise_signal(held[0])  # the user's stop, delivered now that the study is told
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration in words for a log line: ``45 s``, ``10 min``, ``1 h 5 min``.
+
+    Example:
+        >>> format_seconds(45.2), format_seconds(600), format_seconds(3900)
+        ('45 s', '10 min', '1 h 5 min')
+    """
+    total = round(seconds or 0)
+    if total < 120:
+        return f"{total} s"
+    minutes = round(total / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def _file_sha256(path: str | os.PathLike[str]) -> str:

@@ -29,7 +29,7 @@ from nbtune._errors import ConfigError
 from nbtune._rescore import fork_study, lineage
 from nbtune._scheduler import RunSummary
 from nbtune._space import SearchSpace
-from nbtune._storage import STALE_REASON, fail_stale_trials
+from nbtune._storage import STALE_REASON, fail_stale_trials, riding_out
 from nbtune._trust import trusted_spec
 
 if TYPE_CHECKING:
@@ -220,11 +220,14 @@ class TuningSession:
         from nbtune._study_view import StudyView
         from nbtune.plots import get_status_info
 
+        storage = self._tuner.storage
         with self._lock:
             if self._view is None or self._view.study_name != self.study_name:
-                self._view = StudyView(self._tuner.storage, self.study_name)
+                # The view reads the database itself: a worker that reads while the database
+                # restarts waits for it like any other call (a traceback otherwise).
+                self._view = riding_out(storage, lambda: StudyView(storage, self.study_name))
             view = self._view
-        view.refresh()
+        riding_out(storage, view.refresh)
         return get_status_info(view)
 
     # ------------------------------------------------------------------------------ events
@@ -665,3 +668,6 @@ class _Progress:
     def on_trial_end(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
         name = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
         self._emit("trial", number=trial.number, state=name, value=value)
+
+    def on_warning(self, trial: optuna.Trial, line: str) -> None:
+        self._emit("log", line=line)

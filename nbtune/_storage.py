@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy.engine
 import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -43,7 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs, _optuna
 from nbtune._budget import QUEUED_MARKS
-from nbtune._errors import StorageUnavailableError
+from nbtune._errors import ConfigError, StorageUnavailableError
 
 DEFAULT_STORAGE = "sqlite:///cleanrl_hpopt.db"
 #: Seconds a storage call keeps retrying while the database is unreachable.
@@ -51,35 +52,97 @@ DEFAULT_RETRY_SECONDS = 120.0
 #: Endings of a journal file storage's path.
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _SQLITE_BUSY_TIMEOUT = 60.0  # seconds SQLite waits for a lock before "database is locked"
-# user:password@ (password up to the last "@" before the path: more hidden rather than less).
-_PASSWORD_IN_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?#]*):[^?#]*@")
-_PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[&;])(?:password|passwd|pwd)=)[^&;#]*")
+# Whatever sits between "scheme://user:" and the LAST "@" of the URL counts as the password: a raw
+# "@", "?", "#", "/" or ":" in a password cannot end it early (more hidden rather than less).
+_PASSWORD_IN_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://[^:/]*):(.*)@", re.DOTALL)
+_PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[&;])(?:password|passwd|pwd)=)([^&;]*)")
+_PASSWORD_KEYS = ("password", "passwd", "pwd")
+#: Pieces of a password shorter than this are not scrubbed from messages on their own.
+_MIN_FRAGMENT = 3
 T = TypeVar("T")
+
+
+def _parsed_url(url: str) -> sqlalchemy.engine.URL | None:
+    """The URL as SQLAlchemy (and so the database driver) reads it, or ``None``."""
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: nothing is sent to a driver
+        return None
 
 
 def redact_url(url: str) -> str:
     """Hide the password of a storage URL, in ``user:password@`` and in ``?password=``.
 
+    The password runs to the URL's last ``@``, whatever it holds; the query's ``password``,
+    ``passwd`` and ``pwd`` values are hidden too. Then what SQLAlchemy's ``make_url`` reads as
+    the password (what the driver sends) is checked to be gone, in every spelling: the URL is
+    cut where nbtune reads the password, the check is made with what the driver would read.
+
     Example:
         >>> redact_url("postgresql://alice:s3cret@db.example:5432/study")
         'postgresql://alice:***@db.example:5432/study'
+        >>> redact_url("postgresql://alice:a?b#c@db/study")
+        'postgresql://alice:***@db/study'
         >>> redact_url("mysql+pymysql://bob@db/test?password=hunter2&charset=utf8mb4")
         'mysql+pymysql://bob@db/test?password=***&charset=utf8mb4'
         >>> redact_url("sqlite:////tmp/x.db")
         'sqlite:////tmp/x.db'
 
     """
-    if url.lower().startswith("sqlite"):
-        return url
-    url = _PASSWORD_IN_USERINFO.sub(r"\1:***@", url, count=1)
-    head, qmark, query = url.partition("?")
+    if url.lower().startswith("sqlite:///"):
+        return url  # a file path: no user, no password
+    text = url
+    match = _PASSWORD_IN_USERINFO.match(text)
+    rest_from = 0
+    if match:
+        text = match.group(1) + ":***@" + text[match.end() :]
+        rest_from = len(match.group(1)) + len(":***@")
+    head, qmark, query = text[rest_from:].partition("?")
     if qmark:
-        url = head + qmark + _PASSWORD_IN_QUERY.sub(r"\1***", query)
-    return url
+        text = text[:rest_from] + head + qmark + _PASSWORD_IN_QUERY.sub(r"\1***", query)
+    # The net under the cut: nothing the driver would take for a password survives.
+    return _hide(text, _unwritten(_parsed_passwords(url), _written_passwords(url)))
+
+
+def _written_passwords(url: str) -> list[str]:
+    """The passwords of ``url`` as nbtune cuts them out (userinfo to the last ``@``, query)."""
+    written: list[str] = []
+    match = _PASSWORD_IN_USERINFO.match(url)
+    if match and match.group(2):
+        written.append(match.group(2))
+    _, _, query = url.partition("?")
+    written += [m.group(2) for m in _PASSWORD_IN_QUERY.finditer(query) if m.group(2)]
+    return written
+
+
+def _unwritten(parsed: Sequence[str], written: Sequence[str]) -> list[str]:
+    """SQLAlchemy's passwords that are not part of one nbtune cut out already.
+
+    They differ only for a password with a raw ``@``, where SQLAlchemy reads a piece of it
+    (perhaps one letter, which must not be scrubbed from every word).
+    """
+    known = [*written, *(urllib.parse.unquote(w) for w in written)]
+    return [p for p in parsed if not any(p in w for w in known)]
+
+
+def _parsed_passwords(url: str) -> list[str]:
+    """The passwords SQLAlchemy reads in ``url`` (userinfo and query), decoded."""
+    parsed = _parsed_url(url)
+    if parsed is None:
+        return []
+    found = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if key.lower() in _PASSWORD_KEYS:
+            found += [value] if isinstance(value, str) else list(value)
+    return [str(p) for p in found if p]
 
 
 def url_passwords(url: str) -> list[str]:
-    """The password(s) written in a storage URL, as written and URL-decoded (empty if none).
+    """Every spelling of the password(s) of a storage URL that must never be printed.
+
+    The password as written, decoded and percent-encoded; as SQLAlchemy reads it (which differs
+    when it holds a raw ``@``); and the pieces of a password with a raw ``@`` (a driver that took
+    the part after it for the host name prints that part). Longest first; empty if none.
 
     Example:
         >>> url_passwords("postgresql://alice:p%40ss@db/study")
@@ -88,15 +151,20 @@ def url_passwords(url: str) -> list[str]:
         []
 
     """
+    if url.lower().startswith("sqlite:///"):
+        return []
+    written = _written_passwords(url)
+    written += _unwritten(_parsed_passwords(url), written)
     found: list[str] = []
-    match = re.match(r"^[A-Za-z][\w+.-]*://[^:/@?#]*:([^?#]*)@", url)
-    if match and match.group(1):
-        found.append(match.group(1))
-    _, _, query = url.partition("?")
-    pattern = r"(?i)(^|[&;])(?:password|passwd|pwd)=([^&;#]+)"
-    found += [m.group(2) for m in re.finditer(pattern, query)]
-    decoded = [urllib.parse.unquote(p) for p in found]
-    return list(dict.fromkeys(p for p in found + decoded if p))
+    for password in written:
+        decoded = urllib.parse.unquote(password)
+        found += [password, decoded]
+        found += [urllib.parse.quote(decoded, safe=""), urllib.parse.quote_plus(decoded)]
+        for piece in re.split(r"[@]", password) + re.split(r"[@]", decoded):
+            if len(piece) >= _MIN_FRAGMENT:
+                found.append(piece)
+    unique = list(dict.fromkeys(p for p in found if p))
+    return sorted(unique, key=len, reverse=True)
 
 
 def scrub(text: str, url: str | None) -> str:
@@ -105,11 +173,49 @@ def scrub(text: str, url: str | None) -> str:
     Example:
         >>> scrub("cannot connect to u:pw1@db", "postgresql://u:pw1@db/x")
         'cannot connect to u:***@db'
+        >>> scrub('could not translate host name "ngPw@db"', "postgresql://u:Wr@ngPw@db/x")
+        'could not translate host name "***@db"'
 
     """
-    for password in sorted(url_passwords(url or ""), key=len, reverse=True):
-        text = text.replace(password, "***")
+    return _hide(text, url_passwords(url or ""))
+
+
+def _hide(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret != "***":
+            text = text.replace(secret, "***")
     return text
+
+
+def check_url_password(url: str) -> None:
+    """Refuse a URL whose password holds a raw ``@``: the driver would get part of it as host.
+
+    SQLAlchemy ends the password at its first ``@``; with ``user:Wr@ngPw@host`` it connects
+    to the host ``ngPw@host`` with the password ``Wr``, and the driver's error then prints
+    ``ngPw``. An ``@`` after the one that ends the password is refused before anything connects.
+
+    Raises:
+        ConfigError: Naming the fix (``%40``), the password hidden.
+
+    Example:
+        >>> check_url_password("postgresql://u:a%40b@db/x")
+        >>> check_url_password("postgresql://u:a@b@db/x")
+        Traceback (most recent call last):
+        ...
+        nbtune._errors.ConfigError: the password in the storage URL postgresql://u:***@db/x ...
+
+    """
+    if url.lower().startswith("sqlite:///"):
+        return
+    match = _PASSWORD_IN_USERINFO.match(url)
+    # The password as nbtune cuts it runs to the last "@": holding one, it is cut differently
+    # from SQLAlchemy's (or SQLAlchemy cannot read the rest, and says so with a piece of it).
+    if match is not None and "@" in match.group(2):
+        raise ConfigError(
+            f"the password in the storage URL {redact_url(url)} holds a raw '@' (or an '@' "
+            "follows it): the database driver would take part of the password for the host. "
+            "Percent-encode it: '@' as %40, '%' as %25 (urllib.parse.quote(password, safe=''))."
+        )
 
 
 def describe_storage(storage: str | os.PathLike[str] | BaseStorage) -> str:
@@ -216,6 +322,7 @@ def open_storage(
         if must_exist and not path.exists():
             raise ValueError(f"journal file {path} does not exist; check the path.")
         return _open_journal(path)
+    check_url_password(text)
     url = resolve_storage_url(text)
     path = sqlite_path(url)
     if path is not None and must_exist and not path.exists():
@@ -303,12 +410,19 @@ def open_storage_for_reading(storage: str | os.PathLike[str] | BaseStorage) -> B
         if not path.exists():
             raise FileNotFoundError(f"journal file {path} does not exist")
         return _open_journal(path)
+    check_url_password(text)
     url = resolve_storage_url(text)  # postgresql:// and mysql:// with installed drivers
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise FileNotFoundError(f"SQLite file {path} does not exist")
     try:
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except sqlalchemy.exc.DBAPIError as exc:
+        # Reading retries nothing: a storage that cannot be opened is said at once, in one line.
+        reason = scrub(_short_error(exc), url)
+        raise StorageUnavailableError(
+            f"cannot open the storage {redact_url(url)}: {reason}{_storage_hint(reason)}"
+        ) from None
     except Exception as exc:
         # A reader fails at once (nothing to ride out yet), in one line, never with a password.
         raise StorageUnavailableError(
@@ -466,6 +580,19 @@ _PERMANENT = re.compile(
     r"|no password supplied|Access denied for user|Unknown database"
 )
 
+# Connection errors that mean nothing answers at that address, or a SQLite file that cannot be
+# opened or written (PostgreSQL, MySQL/MariaDB and SQLite wording). At the first connection
+# they are a wrong URL, a server that is not running or a read-only folder far more often than
+# an outage: said at once. Anything else (a server refusing connections for a while, a killed
+# session) is waited for from the start, and every transient error once a study was reached.
+_UNREACHABLE = re.compile(
+    r"connection refused|could not translate host name|failed to resolve host"
+    r"|name or service not known|nodename nor servname|unknown mysql server host"
+    r"|no route to host|network is unreachable|timeout expired|timed out"
+    r"|unable to open database file|readonly database|disk i/o error",
+    re.IGNORECASE,
+)
+
 _in_call = threading.local()  # one retry loop per thread: nested storage calls do not retry
 
 
@@ -509,9 +636,13 @@ class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
         self._tokens_tried: set[str] = set()  # creations attempted and not yet returned
         #: ``time.monotonic()`` when the last outage (a call retried, not for a lock) ended.
         self.recovered_at: float | None = None
-        # Connecting, creating the tables and checking the schema version ride out an outage too
-        # (a worker that starts while the database restarts waits for it).
+        #: Whether the database answered once: until then, nothing answering is said at once.
+        self.reached = False
+        # Connecting, creating the tables and checking the schema version ride out a server that
+        # refuses connections for a while (a worker that starts while the database restarts
+        # waits for it); a server that is not there at all is said at once.
         self._retry(lambda _: RDBStorage.__init__(self, url, **kwargs))
+        self.reached = True
 
     def _retry(self, operation: Callable[[bool], T]) -> T:
         """Run ``operation(retried)`` until it succeeds, retrying transient database errors."""
@@ -530,6 +661,12 @@ class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
+                    reason = scrub(_short_error(exc), str(self.url))
+                    if not self.reached and _UNREACHABLE.search(reason):
+                        raise StorageUnavailableError(
+                            f"cannot reach the storage {redact_url(str(self.url))}: {reason}"
+                            f"{_storage_hint(reason)}"
+                        ) from None
                     waited = time.monotonic() - started
                     if waited >= self.retry_seconds:
                         raise StorageUnavailableError(
@@ -537,7 +674,6 @@ class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
                             f"{waited:.0f} s (retry_seconds): "
                             f"{scrub(_short_error(exc), str(self.url))}"
                         ) from None
-                    reason = scrub(_short_error(exc), str(self.url))
                     locked = "locked" in reason
                     if not told and waited >= 1.0:
                         told = True
@@ -649,6 +785,29 @@ for _name in (
     setattr(ResilientRDBStorage, _name, _retried(getattr(RDBStorage, _name)))
 del _name
 _optuna.wrap_private_rdb_calls(ResilientRDBStorage, _retried)
+
+
+def _storage_hint(reason: str) -> str:
+    """What to check, for the common first-connection failures."""
+    low = reason.lower()
+    if "unable to open database file" in low or "readonly database" in low:
+        return " (is the SQLite file's folder writable, and its disk not full?)"
+    if "disk i/o error" in low or "database or disk is full" in low:
+        return " (is the disk holding the SQLite file full?)"
+    if "refused" in low or "resolve host" in low or "translate host" in low or "known" in low:
+        return " (is the server running, and the host and port right?)"
+    return ""
+
+
+def riding_out(storage: BaseStorage, read: Callable[[], T]) -> T:
+    """Run ``read`` with the storage's retries: a study already reached rides out an outage.
+
+    For readers that query the storage's database themselves (the study view's SQL reader).
+    """
+    backend = _optuna.rdb_storage(storage)
+    if isinstance(backend, ResilientRDBStorage) and backend.reached:
+        return backend._retry(lambda _: read())
+    return read()
 
 
 def _say(line: str) -> None:
@@ -784,6 +943,37 @@ def fail_stale_trials(
         if _fail_and_requeue(study, trial, max_retry):
             failed.append(trial.number)
     return failed
+
+
+def stale_waits(study: optuna.Study, grace_period: float) -> list[tuple[int, float, float]]:
+    """The running trials of other nbtune processes, and how long until each counts as stale.
+
+    For a process that waits on them (its own work is done, or a re-run after a crash): which
+    trials, how long since their last heartbeat (or since they were taken from the queue), and
+    how many seconds are left until :func:`fail_stale_trials` fails and retries them if no
+    heartbeat comes. Ages use nbtune's own heartbeat (wall clock), which every storage has.
+
+    Returns:
+        ``(trial number, seconds since the last sign of life, seconds until stale)``, by number.
+    """
+    storage = _optuna.study_storage(study)
+    key = _storage_key(storage)
+    now = time.time()
+    waits = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if (key, _optuna.trial_id(trial)) in _own_trials:
+            continue
+        beat = trial.system_attrs.get(_attrs.HEARTBEAT)
+        started = trial.datetime_start
+        if beat is not None:
+            last = float(beat)
+        elif QUEUED_MARKS & trial.system_attrs.keys() and started is not None:
+            last = started.timestamp()
+        else:
+            continue  # not nbtune's: nobody waits for it
+        age = max(0.0, now - last)
+        waits.append((trial.number, age, max(0.0, grace_period - age)))
+    return sorted(waits)
 
 
 def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:

@@ -45,6 +45,7 @@ NON_DEFAULT: dict[str, Any] = {
     "runs_dir": "RUNS",  # filled in per test
     "env": {"MY_VAR": "1"},
     "experiment_timeout": 77.0,
+    "stall_warning": 33.0,
     "max_consecutive_failures": 9,
     "heartbeat_interval": 17,
     "env_flag": "env",

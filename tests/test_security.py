@@ -8,18 +8,21 @@ or deleting what they chose.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-from _support import TOY
+from _support import TOY, postgres_admin
 
 import nbtune
-from nbtune import _attrs
+from nbtune import _attrs, _storage
 
 SPACE = {
     "learning-rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
@@ -279,3 +282,140 @@ def test_an_intact_event_file_records_no_warning(make_tuner):
     tuner.tune(1, num_seeds=1)
     (trial,) = tuner.study.get_trials(deepcopy=False)
     assert _attrs.DATA_WARNINGS not in trial.user_attrs
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 4: passwords never printed, however they are spelled
+# --------------------------------------------------------------------------------------------
+
+#: A password with every character that ends a password early in a naive parser, and unicode.
+#: Written in the URL with its "@" encoded (a raw "@" is refused, see below) and the rest raw:
+#: SQLAlchemy reads "?", "#", ":", "%" (before no hex digits) and "é" as they are.
+TRICKY_WRITTEN = "Pa?ss#w%40rd%:é9"
+TRICKY = "Pa?ss#w@rd%:é9"  # what the driver sends
+
+
+def _forms(password: str) -> list[str]:
+    """Every spelling of a password, and the pieces a naive parser leaves behind (4+ chars)."""
+    from urllib.parse import quote, quote_plus
+
+    whole = [password, quote(password, safe=""), quote_plus(password), TRICKY_WRITTEN]
+    pieces = [p for w in (password, TRICKY_WRITTEN) for p in re.split(r"[@?#:]", w)]
+    return [f for f in whole + pieces if len(f) >= 4]
+
+
+@pytest.fixture
+def tricky_database() -> Any:
+    """A fresh PostgreSQL database owned by a role whose password is ``TRICKY``."""
+    admin = postgres_admin()
+    name = f"nbtune_{uuid.uuid4().hex[:12]}"
+    role = f"{name}_pw"
+    with admin.cursor() as cur:
+        # Local connections may use trust authentication (any password is accepted): the URL
+        # still carries the password, which is what must never be printed.
+        cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (TRICKY,))
+        cur.execute(f"CREATE DATABASE {name} OWNER {role}")
+    try:
+        yield f"postgresql://{role}:{TRICKY_WRITTEN}@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
+def test_a_password_with_special_characters_is_printed_nowhere(
+    tricky_database, tmp_path, capsys, caplog
+):
+    url = tricky_database
+    config = tmp_path / "study.json"
+    config.write_text(
+        json.dumps(
+            {
+                "script": str(TOY),
+                "metric": "charts/episodic_return",
+                "target_scores": {"EnvA": [0, 100]},
+                "params": SPACE,
+                "metric_last_n_average_window": 3,
+                "study_name": "pw",
+                "runs_dir": str(tmp_path / "runs"),
+            }
+        )
+    )
+    head = url.rpartition("/")[0]
+    commands = {
+        "tune": ["tune", str(config), "--storage", url, "--num-trials", "1", "--num-seeds", "1"],
+        "enqueue": ["enqueue", "--storage", url, "--study", "pw", "--params", '{"x": 1}'],
+        "worker": ["worker", "--storage", url, "--study", "pw"],
+        "show list": ["show", "--storage", url],
+        "show": ["show", "--storage", url, "--study", "pw"],
+        "export": ["export", "--storage", url, "--study", "pw"],
+        "no such study": ["worker", "--storage", url, "--study", "no-such-study"],
+        "wrong database": ["show", "--storage", head + "/nbtune_no_such_db", "--study", "pw"],
+        "wrong port": ["worker", "--storage", url.replace(":5432", ":1"), "--study", "pw"],
+        "wrong host": ["show", "--storage", url.replace("127.0.0.1", "no-such-host.invalid")],
+        "raw @": ["worker", "--storage", url.replace("%40", "@"), "--study", "pw"],
+    }
+    results = {what: cli(*args) for what, args in commands.items()}
+    for what, result in results.items():
+        shown = result.stdout + result.stderr
+        for form in _forms(TRICKY):
+            assert form not in shown, f"{what} printed {form!r}:\n{shown}"
+        if what in ("tune", "worker", "show", "export", "show list"):
+            assert result.returncode == 0, f"{what}: {shown}"
+        else:
+            assert result.returncode != 0, f"{what}: {shown}"
+            assert "Traceback" not in shown, f"{what}: {shown}"
+            assert len(result.stderr.strip().splitlines()) == 1, f"{what}: {shown}"
+    assert ":***@127.0.0.1:5432/" in results["tune"].stdout
+    assert "nbtune worker --storage 'postgresql://" in results["tune"].stdout
+    assert "best configuration" in results["show"].stdout
+    assert "no-such-host.invalid" in results["wrong host"].stderr
+    assert "Connection refused" in results["wrong port"].stderr
+    assert "%40" in results["raw @"].stderr
+
+    # In this process: the config's and the view's repr, errors, and every log record.
+    caplog.set_level(logging.DEBUG)
+    tuner = nbtune.Tuner.from_study(url, "pw", verbose=True)
+    with nbtune.StudyView(url, "pw") as view:
+        texts = [repr(tuner.config), str(tuner.config), repr(view), view.storage_description]
+    with pytest.raises(nbtune.NbtuneError) as refused:
+        nbtune.StudyView(url.replace(":5432", ":1"), "pw")
+    texts.append(str(refused.value))
+    tuner.enqueue({"learning-rate": 1e-3})
+    tuner.work()
+    captured = capsys.readouterr()
+    texts += [captured.out, captured.err, caplog.text]
+    if isinstance(tuner.storage, _storage.ResilientRDBStorage):
+        tuner.storage.engine.dispose()
+    for text in texts:
+        for form in _forms(TRICKY):
+            assert form not in text, f"{form!r} in {text}"
+    assert "***" in texts[0] and "***" in texts[2]
+
+
+def test_redaction_keeps_the_url_and_hides_every_password():
+    redact, passwords = _storage.redact_url, _storage.url_passwords
+    assert redact("postgresql://u:a?b#c@h:5432/db?sslmode=require") == (
+        "postgresql://u:***@h:5432/db?sslmode=require"
+    )
+    assert redact("postgresql://u:Wr@ngPw@h/db") == "postgresql://u:***@h/db"
+    assert redact("mysql://u@h/db?charset=utf8&password=x#y&pwd=z") == (
+        "mysql://u@h/db?charset=utf8&password=***&pwd=***"
+    )
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact("sqlite:////tmp/a:b@c.db") == "sqlite:////tmp/a:b@c.db"
+    # A driver that took "ngPw@h" for the host name prints the piece after the "@".
+    assert _storage.scrub('host name "ngPw@h" unknown', "postgresql://u:Wr@ngPw@h/db") == (
+        'host name "***@h" unknown'
+    )
+    assert "p:qAé" in passwords("postgresql://u:p:q%41é@h/db")
+    assert passwords("postgresql://u@h/db") == []
+
+
+def test_a_raw_at_sign_in_a_password_is_refused_before_connecting():
+    with pytest.raises(nbtune.ConfigError, match="%40") as refused:
+        _storage.open_storage("postgresql://u:Wr@ngPw@127.0.0.1:1/db")
+    assert "ngPw" not in str(refused.value)
+    with pytest.raises(nbtune.ConfigError, match="%40"):
+        _storage.open_storage_for_reading("postgresql://u:Wr@ngPw@127.0.0.1:1/db")

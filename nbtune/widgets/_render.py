@@ -15,6 +15,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from nbtune import _attrs, plots
+from nbtune._output import stall_note
 from nbtune._study_view import StudyView
 from nbtune.plots import StatusInfo, format_status
 
@@ -164,6 +165,8 @@ def _note(trial: FrozenTrial) -> str:
     notes = []
     if trial.user_attrs.get(_attrs.FAIL_REASON):
         notes.append(str(trial.user_attrs[_attrs.FAIL_REASON]))
+    elif _stuck(trial):
+        notes.append(_stuck(trial))
     if trial.user_attrs.get(_attrs.RETRY_OF) is not None:
         notes.append(f"retry of #{trial.user_attrs[_attrs.RETRY_OF]}")
     owner = trial.system_attrs.get(_attrs.OWNER)
@@ -172,6 +175,11 @@ def _note(trial: FrozenTrial) -> str:
         if host and host != socket.gethostname():
             notes.append(f"running on {host}")
     return "; ".join(notes)
+
+
+def _stuck(trial: FrozenTrial) -> str:
+    note = stall_note(trial)
+    return f"seems stuck: {note}" if note else ""
 
 
 def _short(text: Any, n: int) -> str:

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -137,10 +138,18 @@ def main() -> int:
     )
     parser.add_argument("--log-hparams", action="store_true", help="log args as CleanRL does")
     parser.add_argument("--ignore-flag", default="", help="drop this flag: use its default")
+    parser.add_argument(
+        "--fill-disk", action="store_true", help="write a file until the disk is full (crashes)"
+    )
+    parser.add_argument(
+        "--ignore-sigterm", action="store_true", help="ignore SIGTERM (only SIGKILL ends it)"
+    )
     args = parser.parse_args()
     if args.ignore_flag:
         name = args.ignore_flag.replace("-", "_")
         setattr(args, name, parser.get_default(name))
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     with open("received.json", "w") as f:
         json.dump(
@@ -163,6 +172,11 @@ def main() -> int:
             "Traceback (most recent call last):\nValueError: toy crash on purpose", file=sys.stderr
         )
         return 3
+    if args.fill_disk:
+        with open("filler.bin", "wb") as f:
+            while True:  # until OSError: [Errno 28] No space left on device
+                f.write(b"\0" * 65536)
+                f.flush()
     if args.sleep:
         time.sleep(args.sleep)
     if args.mode == "hang":
