@@ -644,6 +644,10 @@ class ResilientRDBStorage(_optuna.RDBStorageCreationHooks):
         self._retry(lambda _: RDBStorage.__init__(self, url, **kwargs))
         self.reached = True
 
+    def retried(self, read: Callable[[], T]) -> T:
+        """Run a read of this database with the retries of the storage's own calls."""
+        return self._retry(lambda _: read())
+
     def _retry(self, operation: Callable[[bool], T]) -> T:
         """Run ``operation(retried)`` until it succeeds, retrying transient database errors."""
         if getattr(_in_call, "active", False):
@@ -806,7 +810,7 @@ def riding_out(storage: BaseStorage, read: Callable[[], T]) -> T:
     """
     backend = _optuna.rdb_storage(storage)
     if isinstance(backend, ResilientRDBStorage) and backend.reached:
-        return backend._retry(lambda _: read())
+        return backend.retried(read)
     return read()
 
 
