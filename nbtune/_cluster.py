@@ -197,8 +197,8 @@ def storage_problem(
 
     Example:
         >>> here = {"tcp://10.0.0.2:1": {"host": "node2", "problem": None}}
-        >>> print(storage_problem("postgresql://u@localhost/db", "laptop", here))  # doctest: +ELLIPSIS
-        postgresql://u@localhost/db names this machine, but Dask workers run on node2...
+        >>> storage_problem("postgresql://u@localhost/db", "laptop", here)[:60]
+        'postgresql://u@localhost/db names this machine, but Dask wor'
         >>> storage_problem("postgresql://u@db.lab/db", "laptop", here) is None
         True
     """
@@ -487,15 +487,16 @@ class ClusterRun:
             try:
                 return self._loop(client, where, address, remote_stop, remote_pause, local)
             finally:
-                with contextlib.suppress(Exception):
-                    client.unsubscribe_topic(self.run_id)
-                with contextlib.suppress(Exception):
-                    remote_stop.clear()
-                    remote_pause.clear()
+                if client.status == "running":  # else each call would wait for a reconnection
+                    with contextlib.suppress(Exception):
+                        client.unsubscribe_topic(self.run_id)
+                    with contextlib.suppress(Exception):
+                        remote_stop.clear()
+                        remote_pause.clear()
         finally:
             if own:
                 with contextlib.suppress(Exception):
-                    client.close(timeout=10)
+                    client.close(timeout=2 if client.status != "running" else 10)
 
     def _start_local(self) -> tuple[threading.Thread, dict[str, Any]] | None:
         if not self.local_slots:
@@ -708,9 +709,7 @@ class ClusterRun:
                 continue
             kind = msg.get("kind")
             addr = str(msg.get("worker", ""))
-            data = {
-                k: v for k, v in msg.items() if k not in ("kind", "worker", "host", "slots")
-            }
+            data = {k: v for k, v in msg.items() if k not in ("kind", "worker", "host", "slots")}
             if kind == "worker":
                 with self._lock:
                     state = self.workers.setdefault(addr, WorkerState(addr))
