@@ -378,3 +378,54 @@ def test_a_job_ended_mid_trial_gives_its_trial_back_and_the_study_ends_exact(
         f"{1 - task}: {survivor.strip().splitlines()[-1]}"
     )
     dispose(study)
+
+
+# --------------------------------------------------------------------------------------------
+# From a notebook: dask-jobqueue's SLURMCluster on the same Slurm
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_study_runs_on_slurm_jobs_through_dask_jobqueue(
+    slurm, database, tmp_path, monkeypatch
+):
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("dask_jobqueue", reason="pip install -e '.[cluster]'")
+    from dask_jobqueue import SLURMCluster
+
+    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])  # sbatch runs from this process
+    tuner = nbtune.Tuner(
+        script=TOY,
+        metric="charts/episodic_return",
+        target_scores={"EnvA": [0, 100]},
+        params_fn={**SPACE, "sleep": 0.5},
+        metric_last_n_average_window=3,
+        pruner=optuna.pruners.NopPruner(),
+        storage=database,
+        study_name="slurm-study",
+        runs_dir=tmp_path / "runs",
+        verbose=False,
+    )
+    # As in the README: one Slurm job per Dask worker, one experiment per core.
+    with SLURMCluster(
+        cores=1,
+        processes=1,
+        memory="1GB",
+        walltime="00:20:00",
+        python=sys.executable,
+        scheduler_options={"host": "127.0.0.1", "dashboard_address": None},
+        log_directory=str(tmp_path / "jobqueue-logs"),
+        local_directory=str(tmp_path / "dask-local"),
+    ) as cluster:
+        cluster.scale(jobs=2)
+        session = tuner.session(4, 1, cluster=cluster)
+        summary = session.run()
+        places = session.workers()
+    study = load(database)
+    assert_exact(study, 4)
+    assert summary.complete == 4
+    assert len(places) >= 1 and all(w["slots"] == 1 for w in places), places
+    logs = list((tmp_path / "jobqueue-logs").glob("*"))
+    assert logs, "no Slurm job ran a Dask worker"
+    print(f"SLURMCluster: {len(places)} Dask workers in Slurm jobs ran 4 of 4 trials")
+    tuner.storage.engine.dispose()  # type: ignore[attr-defined]
+    dispose(study)
