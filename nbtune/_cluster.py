@@ -330,8 +330,15 @@ def work_on_dask_worker(
     done = threading.Event()
     watcher = threading.Thread(
         target=_watch,
-        args=(Event(f"{run_id}-stop", client), Event(f"{run_id}-pause", client), stop, pause),
-        kwargs={"done": done, "log": lambda line: report("log", line=line)},
+        args=(
+            worker,
+            client,
+            Event(f"{run_id}-stop", client),
+            Event(f"{run_id}-pause", client),
+            stop,
+            pause,
+        ),
+        kwargs={"done": done, "log": lambda line: _say(line, report)},
         name="nbtune-dask-watch",
         daemon=True,
     )
@@ -351,7 +358,15 @@ def work_on_dask_worker(
     }
 
 
+def _say(line: str, report: Callable[..., None]) -> None:
+    """Tell a line in the Dask worker's log and to the process that drives the run."""
+    print(f"nbtune: {line}", flush=True)
+    report("log", line=line)
+
+
 def _watch(
+    worker: Any,
+    client: Any,
     remote_stop: Any,
     remote_pause: Any,
     stop: threading.Event,
@@ -360,10 +375,25 @@ def _watch(
     done: threading.Event,
     log: Callable[[str], None],
 ) -> None:
-    """Mirror the run's stop and pause events into this worker's; stop if the scheduler is gone."""
+    """Mirror the run's stop and pause events into this worker's.
+
+    The experiments stop too when the Dask worker closes (it does when it loses its scheduler:
+    its task then ends cleanly, failing its trials as interrupted, before the process goes) or
+    when the scheduler has been unreachable for :data:`SCHEDULER_LOST_SECONDS`.
+    """
     reached = time.monotonic()
     while not done.wait(POLL_SECONDS):
+        if stop.is_set():
+            continue
+        status = getattr(getattr(worker, "status", None), "name", "running")
+        if status not in ("running", "paused"):  # paused: Dask's memory pause, not ours
+            log(f"the Dask worker is {status}: stopping its experiments")
+            pause.clear()
+            stop.set()
+            continue
         try:
+            if client.status != "running":  # reconnecting: a call would wait for it
+                raise ConnectionError(client.status)
             if remote_stop.is_set():
                 stop.set()
             if remote_pause.is_set():
@@ -372,7 +402,7 @@ def _watch(
                 pause.clear()
             reached = time.monotonic()
         except Exception:
-            if time.monotonic() - reached > SCHEDULER_LOST_SECONDS and not stop.is_set():
+            if time.monotonic() - reached > SCHEDULER_LOST_SECONDS:
                 log("the Dask scheduler is unreachable: stopping this worker's experiments")
                 pause.clear()
                 stop.set()

@@ -244,6 +244,22 @@ def test_a_study_runs_on_dask_worker_processes_at_exactly_its_total(
     dispose(tuner, study)
 
 
+def test_the_notebook_process_may_run_slots_too(shared_dask, database, tmp_path, capfd):
+    tuner = cluster_tuner(database, tmp_path, sleep=1.5)
+    before = {addr: len(shared_dask.log(addr)) for addr in shared_dask.workers}
+    session = tuner.session(6, 1, cluster=shared_dask.address, local_slots=1)
+    summary = session.run()
+    study = load(database)
+    assert_exact(study, 6)
+    assert summary.complete == 6
+    here = started_lines(capfd.readouterr().out)
+    there = [n for a, size in before.items() for n in started_lines(shared_dask.log(a)[size:])]
+    assert here and there and sorted(here + there) == list(range(6)), (here, there)
+    places = {w["address"]: w for w in session.workers()}
+    assert places["here"]["slots"] == 1 and set(places) == {"here", *shared_dask.workers}
+    dispose(tuner, study)
+
+
 def test_nbtune_worker_places_itself_on_the_cluster_from_the_command_line(
     shared_dask, database, tmp_path
 ):
@@ -370,6 +386,14 @@ def test_the_scheduler_going_away_is_said_and_the_study_resumes(database, tmp_pa
             with pytest.raises(nbtune.TuningError, match="went away: the study is intact"):
                 session.wait(timeout=60)
             said = time.monotonic() - start
+            # The worker, cut off from its scheduler, ends its experiments: nothing stays
+            # RUNNING.
+            study = load(database)
+            try:
+                wait_for(lambda: budget_state(study).running == 0, 30, "the worker to stop")
+            except AssertionError:
+                pytest.fail(f"a trial stays RUNNING: {procs.log(next(iter(procs.workers)))}")
+            log = procs.log(next(iter(procs.workers)))
         finally:
             session.stop()
             with contextlib.suppress(Exception):
@@ -377,10 +401,12 @@ def test_the_scheduler_going_away_is_said_and_the_study_resumes(database, tmp_pa
     print(f"the notebook said the scheduler went away {said:.2f} s after kill -9")
     assert said < 15
     assert session.state == "error" and any("went away" in line for line in lines)
+    assert "stopping its experiments" in log, log
+    (first,) = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+    print(f"trial {first.number}: {first.state.name} ({first.system_attrs['nbtune:fail_kind']})")
     # The study is intact: resumed here (no cluster), it ends at exactly its total.
     resumed = tuner.session(None)
     resumed.run()
-    study = load(database)
     assert_exact(study, 2)
     dispose(tuner, study)
 

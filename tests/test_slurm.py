@@ -385,9 +385,7 @@ def test_a_job_ended_mid_trial_gives_its_trial_back_and_the_study_ends_exact(
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_study_runs_on_slurm_jobs_through_dask_jobqueue(
-    slurm, database, tmp_path, monkeypatch
-):
+def test_a_study_runs_on_slurm_jobs_through_dask_jobqueue(slurm, database, tmp_path, monkeypatch):
     if os.environ.get("CI") != "true":
         pytest.importorskip("dask_jobqueue", reason="pip install -e '.[cluster]'")
     from dask_jobqueue import SLURMCluster
