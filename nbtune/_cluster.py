@@ -177,7 +177,12 @@ def probe_storage(address: str, study_name: str, marker: str | None, token: str)
         from nbtune._storage import open_storage_for_reading
 
         storage = open_storage_for_reading(address)
-        storage.get_study_id_from_name(study_name)
+        try:
+            storage.get_study_id_from_name(study_name)
+        finally:
+            engine = getattr(storage, "engine", None)
+            if engine is not None:
+                engine.dispose()  # no connection left open in the worker
     except KeyError:
         info["problem"] = f"reaches a database without study {study_name!r} (another server?)"
     except Exception as exc:

@@ -396,6 +396,21 @@ class TuningSession:
         self.summary = summary
         return summary
 
+    def use_cluster(self, cluster: Any, local_slots: int | None = None) -> None:
+        """Run the next start on this Dask cluster (``None``: in this process).
+
+        Raises:
+            ConfigError: For a value that names no cluster.
+            RuntimeError: While a run goes on.
+        """
+        self._tuner.config.replace(cluster=cluster)  # checked as the config checks it
+        with self._lock:
+            if self._state in ACTIVE:
+                raise RuntimeError(f"the study is {self._state}; stop it first.")
+            self.cluster = cluster
+            if local_slots is not None:
+                self.local_slots = local_slots
+
     def workers(self) -> list[dict[str, Any]]:
         """Where work runs: one dict per place (``[]`` without a cluster).
 

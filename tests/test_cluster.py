@@ -260,6 +260,35 @@ def test_the_notebook_process_may_run_slots_too(shared_dask, database, tmp_path,
     dispose(tuner, study)
 
 
+def test_the_panel_runs_on_the_cluster_its_field_names_and_shows_where_work_runs(
+    shared_dask, database, tmp_path
+):
+    widgets = pytest.importorskip("nbtune.widgets", reason="pip install -e '.[widgets]'")
+    tuner = cluster_tuner(database, tmp_path, sleep=1.0)
+    widget = widgets.TunerWidget(tuner, num_trials=3, num_seeds=1)
+    try:
+        widget._panel.cluster_text.value = shared_dask.address  # typed into the panel
+        widget.start()
+        shown = wait_for(
+            lambda: (
+                widget._panel.workers_html.value
+                if "running #" in widget._panel.workers_html.value
+                else None
+            ),
+            120,
+            "the panel to show a trial running on a Dask worker",
+        )
+        widget.wait(180)
+        final = widget._panel.workers_html.value
+    finally:
+        widget.close()
+    assert "Where work runs" in shown and any(addr in shown for addr in shared_dask.workers)
+    assert all(addr in final for addr in shared_dask.workers) and "done" in final, final
+    study = load(database)
+    assert_exact(study, 3)
+    dispose(tuner, study)
+
+
 def test_nbtune_worker_places_itself_on_the_cluster_from_the_command_line(
     shared_dask, database, tmp_path
 ):
@@ -487,6 +516,16 @@ def test_the_workers_themselves_are_asked_what_they_see(shared_dask, database, t
         with pytest.raises(nbtune.ConfigError, match="without study 'other'"):
             check_storage_reach(client, database, "other")
     assert not list(tmp_path.glob(".nbtune-cluster-probe-*"))  # the marker is removed
+
+
+def test_a_dask_worker_has_a_slot_per_thread_or_its_nbtune_slots_resource():
+    from types import SimpleNamespace
+
+    from nbtune._cluster import worker_slots
+
+    assert worker_slots(SimpleNamespace(state=SimpleNamespace(nthreads=4))) == 4
+    tagged = SimpleNamespace(nthreads=4, total_resources={"nbtune_slots": 2, "GPU": 1})
+    assert worker_slots(SimpleNamespace(state=tagged)) == 2
 
 
 def test_cluster_is_a_config_field_checked_without_connecting(make_tuner):

@@ -83,6 +83,10 @@ class TunerWidget(traitlets.HasTraits):
         num_seeds: Seeds per environment (default: the Tuner's, else the study's, else 1).
         timeout: Seconds after which a run stops starting trials (running ones finish).
         refresh_interval: Seconds between reads of the storage.
+        cluster: Run the experiments on a Dask cluster (a scheduler address, a
+            ``distributed.Client`` or a cluster object; default: the Tuner's). The panel's
+            *cluster* field takes an address too; *Where work runs* then lists each Dask worker,
+            its slots and the trials it runs.
 
     Attributes:
         state: ``"idle"``, ``"running"``, ``"paused"``, ``"stopping"``, ``"stopped"``,
@@ -124,6 +128,7 @@ class TunerWidget(traitlets.HasTraits):
         *,
         timeout: float | None = None,
         refresh_interval: float = 1.0,
+        cluster: Any = None,
     ) -> None:
         if not isinstance(tuner, Tuner):
             raise TypeError(
@@ -135,9 +140,13 @@ class TunerWidget(traitlets.HasTraits):
         tuner = tuner.replace(verbose=False, progress_bar=False)
         # Opens the study (refusing a mismatched one) and settles the seeds with it.
         # A kernel restart re-runs the cells that made the parent: continue its newest fork.
-        session = TuningSession(tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True)
+        session = TuningSession(
+            tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True, cluster=cluster
+        )
         view = StudyView(tuner.storage, session.study_name)
         self._setup(session, view, num_trials, refresh_interval)
+        if isinstance(session.cluster, str):
+            self._panel.cluster_text.value = session.cluster
 
     @classmethod
     def watch(
@@ -314,6 +323,9 @@ class TunerWidget(traitlets.HasTraits):
         """
         session = self._require_session("run it")
         self.error = ""
+        address = self._panel.cluster_text.value.strip()
+        if address or isinstance(session.cluster, str):  # the field names the cluster
+            session.use_cluster(address or None)
         parent = current_parent()
         session.start(thread_setup=lambda: bind_thread_output(parent))
         self._ensure_refresher()
@@ -334,6 +346,9 @@ class TunerWidget(traitlets.HasTraits):
                 self.error = _describe(event.data["error"])
         elif event.kind == "study":
             self._follow_study()
+        elif event.kind == "workers":
+            with self._lock:
+                self._panel.draw_workers(event.data["workers"])
 
     def _follow_study(self) -> None:
         """Show the study the session now runs (a fork after a target edit, or a new space)."""
