@@ -34,6 +34,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from nbtune._cluster import check_cluster
 from nbtune._errors import ConfigError
 from nbtune._resources import DEFAULT_MEMORY_PER_EXPERIMENT, default_slots
 from nbtune._retention import check_keep_runs
@@ -243,6 +244,20 @@ class TunerConfig:
         scope=PROCESS,
         factory=tuple,
     )
+    cluster: Any = _arg(
+        None,
+        doc="A Dask cluster to run the experiments on: a scheduler address (tcp://host:8786), "
+        "a distributed.Client or a cluster object (LocalCluster, SLURMCluster); each Dask worker "
+        "runs an nbtune worker with one slot per thread. None: they run in this process.",
+        scope=PROCESS,
+        cli=str,
+    )
+    local_slots: int = _arg(
+        0,
+        doc="With a cluster, experiments this process runs too (0: the cluster runs them all).",
+        scope=PROCESS,
+        cli=int,
+    )
     memory_per_experiment: int | None = _arg(
         DEFAULT_MEMORY_PER_EXPERIMENT,
         doc="Bytes one experiment needs: fewer default slots if memory is short, and no new "
@@ -337,6 +352,11 @@ class TunerConfig:
                 )
         if self.memory_per_experiment is not None:
             check_positive_int("memory_per_experiment", self.memory_per_experiment)
+        set_(self, "cluster", check_cluster(self.cluster))
+        if isinstance(self.local_slots, bool) or not isinstance(self.local_slots, int):
+            raise ConfigError(f"local_slots must be a whole number >= 0; got {self.local_slots!r}.")
+        if self.local_slots < 0:
+            raise ConfigError(f"local_slots must be a whole number >= 0; got {self.local_slots!r}.")
         set_(self, "study_name", self.study_name or f"tuner_{int(time.time())}")
         set_(self, "wandb_kwargs", dict(self.wandb_kwargs) if self.wandb_kwargs else None)
         set_(self, "interpreter", str(self.interpreter or sys.executable))

@@ -52,8 +52,10 @@ class SessionEvent:
             ``data["state"]`` = ``"started"``, ``"complete"``, ``"pruned"`` or ``"failed"``,
             ``data["value"]``), ``"experiment"`` (``number``, ``env_id``, ``seed``, ``raw``,
             ``normalized``: ``None`` when it failed), ``"study"`` (the session moved to another
-            study or definition: ``data["study_name"]``; after a target or space edit) or
-            ``"error"`` (``data["error"]`` is the exception that ended the run).
+            study or definition: ``data["study_name"]``; after a target or space edit),
+            ``"workers"`` (on a cluster, where work runs: ``data["workers"]``, as
+            :meth:`TuningSession.workers` gives it) or ``"error"`` (``data["error"]`` is the
+            exception that ended the run).
         data: What the kind carries.
     """
 
@@ -80,6 +82,11 @@ class TuningSession:
         follow_forks: When the study was re-scored into forks (target edits), continue its
             newest fork instead (the panel does, so a kernel restart loses no edit); otherwise
             the study as given runs, and a line says that a newer fork exists.
+        cluster: Run the experiments on this Dask cluster (a scheduler address, a
+            ``distributed.Client`` or a cluster object): one nbtune worker per Dask worker, with
+            one slot per thread (default: the config's ``cluster``; ``None`` there: here).
+        local_slots: With a cluster, experiments this process runs too (default: the
+            config's, 0).
 
     Example:
         >>> session = tuner.session(num_trials=20, num_seeds=2)  # doctest: +SKIP
@@ -97,6 +104,8 @@ class TuningSession:
         *,
         timeout: float | None = None,
         follow_forks: bool = False,
+        cluster: Any = None,
+        local_slots: int | None = None,
     ) -> None:
         if num_trials is not None and (
             isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < 1
@@ -111,7 +120,15 @@ class TuningSession:
         self._lock = threading.RLock()
         self._subscribers: list[Callable[[SessionEvent], None]] = []
         self._notes: list[str] = []
+        if cluster is not None or local_slots is not None:  # checked as the config checks them
+            tuner.config.replace(
+                cluster=cluster if cluster is not None else tuner.config.cluster,
+                local_slots=local_slots if local_slots is not None else tuner.config.local_slots,
+            )
+        self.cluster = cluster if cluster is not None else tuner.config.cluster
+        self.local_slots = local_slots if local_slots is not None else tuner.config.local_slots
         self._tuner = self._follow(tuner, follow_forks)
+        self._cluster_run: Any = None
         self.num_trials = num_trials
         self.timeout = timeout
         self.num_seeds = self._settle_seeds(num_seeds)
@@ -365,7 +382,23 @@ class TuningSession:
                 elif state.total - state.finished > state.running + state.waiting:
                     tuner.reserve(state.total - state.finished, self.num_seeds)
         summary = RunSummary()
-        if not stop.is_set():
+        if not stop.is_set() and self.cluster is not None:
+            from nbtune._cluster import ClusterRun
+
+            run = ClusterRun(
+                self.cluster,
+                tuner,
+                stop=stop,
+                pause=pause,
+                emit=self._emit,
+                timeout=self.timeout,
+                local_slots=self.local_slots,
+                listeners=[_Progress(self._emit)],
+            )
+            with self._lock:
+                self._cluster_run = run
+            summary = run.run()
+        elif not stop.is_set():
             summary = tuner.work(
                 timeout=self.timeout,
                 stop_event=stop,
@@ -374,6 +407,33 @@ class TuningSession:
             )
         self.summary = summary
         return summary
+
+    def use_cluster(self, cluster: Any, local_slots: int | None = None) -> None:
+        """Run the next start on this Dask cluster (``None``: in this process).
+
+        Raises:
+            ConfigError: For a value that names no cluster.
+            RuntimeError: While a run goes on.
+        """
+        self._tuner.config.replace(cluster=cluster)  # checked as the config checks it
+        with self._lock:
+            if self._state in ACTIVE:
+                raise RuntimeError(f"the study is {self._state}; stop it first.")
+            self.cluster = cluster
+            if local_slots is not None:
+                self.local_slots = local_slots
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Where work runs: one dict per place (``[]`` without a cluster).
+
+        Each has ``address`` (a Dask worker's, or ``"here"`` for this process's slots),
+        ``host``, ``slots``, ``state`` (``"starting"``, ``"working"``, ``"done"``, ``"lost"``,
+        ``"failed"``) and ``running`` (the numbers of the trials it runs now). The same lists
+        come as ``"workers"`` events.
+        """
+        with self._lock:
+            run = self._cluster_run
+        return [] if run is None else run.snapshot()
 
     def _end(self, exception: BaseException | None, stopped: bool) -> None:
         with self._lock:

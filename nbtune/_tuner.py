@@ -319,6 +319,8 @@ class Tuner:
         *,
         timeout: float | None = None,
         follow_forks: bool = False,
+        cluster: Any = None,
+        local_slots: int | None = None,
     ) -> TuningSession:
         """A run controller for this study (not started): see :class:`~nbtune.TuningSession`.
 
@@ -328,23 +330,42 @@ class Tuner:
             num_seeds: Seeds per environment (default: the config's, else the study's).
             timeout: Seconds after which a run stops starting trials.
             follow_forks: Continue the study's newest fork (after target edits) instead.
+            cluster: Run the experiments on this Dask cluster (default: the config's).
+            local_slots: With a cluster, experiments this process runs too (default: the
+                config's, 0).
         """
         from nbtune._session import TuningSession
 
         return TuningSession(
-            self, num_trials, num_seeds, timeout=timeout, follow_forks=follow_forks
+            self,
+            num_trials,
+            num_seeds,
+            timeout=timeout,
+            follow_forks=follow_forks,
+            cluster=cluster,
+            local_slots=local_slots,
         )
 
     def start(
-        self, num_trials: int, num_seeds: int | None = None, *, timeout: float | None = None
+        self,
+        num_trials: int,
+        num_seeds: int | None = None,
+        *,
+        timeout: float | None = None,
+        cluster: Any = None,
+        local_slots: int | None = None,
     ) -> TuningSession:
         """Run ``num_trials`` more trials in a background thread; return the controller.
+
+        ``cluster`` and ``local_slots`` are as in :meth:`tune`.
 
         Example:
             >>> session = tuner.start(20, num_seeds=2)  # doctest: +SKIP
             >>> session.pause(); session.resume(); session.wait()  # doctest: +SKIP
         """
-        session = self.session(num_trials, num_seeds, timeout=timeout)
+        session = self.session(
+            num_trials, num_seeds, timeout=timeout, cluster=cluster, local_slots=local_slots
+        )
         session.start()
         return session
 
@@ -356,6 +377,8 @@ class Tuner:
         timeout: float | None = None,
         stop_event: threading.Event | None = None,
         pause_event: threading.Event | None = None,
+        cluster: Any = None,
+        local_slots: int | None = None,
     ) -> FrozenTrial:
         """Add ``num_trials`` trials of ``num_seeds`` seeds each to the study; return the best.
 
@@ -372,6 +395,12 @@ class Tuner:
                 none starts; clear it to go on.
             stop_event: Set it from another thread to stop: running experiments end and their
                 trials are failed, so none stays RUNNING.
+            cluster: Run the experiments on a Dask cluster: a scheduler address
+                (``"tcp://host:8786"``), a ``distributed.Client`` or a cluster object
+                (``LocalCluster``, dask-jobqueue's ``SLURMCluster``). Each Dask worker joins the
+                study as ``nbtune worker`` does, with one slot per thread (or its
+                ``nbtune_slots`` resource). Default: the config's ``cluster`` (``None``: here).
+            local_slots: With a cluster, experiments this process runs too (default 0).
 
         Returns:
             The study's best trial.
@@ -386,7 +415,9 @@ class Tuner:
             raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
         # Optuna's own INFO lines would interleave with nbtune's (restored after).
         with quiet_optuna() if self.config.verbose else contextlib.nullcontext():
-            session = self.session(num_trials, num_seeds, timeout=timeout)
+            session = self.session(
+                num_trials, num_seeds, timeout=timeout, cluster=cluster, local_slots=local_slots
+            )
             for note in session.notes:
                 self._say(f"nbtune: {note}")
             session.run(stop_event=stop_event, pause_event=pause_event)

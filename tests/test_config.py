@@ -56,6 +56,8 @@ NON_DEFAULT: dict[str, Any] = {
     "checkpoints": 1,  # "seed" reporting has one checkpoint per seed
     "progress_flag": "num-steps",
     "slot_env": [{"CUDA_VISIBLE_DEVICES": "0"}],
+    "cluster": "tcp://127.0.0.1:8786",  # never connected to: the study only records it
+    "local_slots": 2,
     "memory_per_experiment": 12345,
     "progress_bar": False,
     "override_spec": True,

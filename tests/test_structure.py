@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nbtune"
 #: through the public API (Tuner, TuningSession) and read through StudyView and nbtune.plots.
 ENGINE = {
     "nbtune._budget",
+    "nbtune._cluster",
     "nbtune._experiment",
     "nbtune._metrics",
     "nbtune._optuna",

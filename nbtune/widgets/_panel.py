@@ -97,6 +97,13 @@ class Panel:
             min=1, max=10_000, description="seeds", layout=W.Layout(width="150px")
         )
         self.seeds_input.add_class("nbtune-num-seeds")
+        self.cluster_text = W.Text(
+            placeholder="here, or a Dask scheduler: tcp://host:8786",
+            description="cluster",
+            layout=W.Layout(width="320px"),
+        )
+        self.cluster_text.add_class("nbtune-cluster")
+        self.workers_html = _html("nbtune-workers")
         self.enqueue_text = W.Text(
             placeholder='{"learning-rate": 0.00025}', layout=W.Layout(width="260px")
         )
@@ -121,6 +128,7 @@ class Panel:
                         self.stop_button,
                         self.trials_input,
                         self.seeds_input,
+                        self.cluster_text,
                     ]
                 ),
                 _row([self.enqueue_text, self.enqueue_button, self.defaults_button]),
@@ -183,6 +191,7 @@ class Panel:
                 self.header,
                 self.status_html,
                 self.progress,
+                self.workers_html,
                 self.controls,
                 self.error_html,
                 charts,
@@ -300,6 +309,7 @@ class Panel:
         self.stop_button.disabled = state not in ("running", "paused")
         self.seeds_input.disabled = active or seeds_stored
         self.validate_button.disabled = active or validating
+        self.cluster_text.disabled = active
 
     def draw_definition(
         self,
@@ -335,6 +345,18 @@ class Panel:
             f"<b>nbtune</b> &middot; study <b>{_render.esc(view.study_name)}</b>{fork} "
             f"&middot; <small>{where}</small>"
         )
+
+    def draw_workers(self, workers: Sequence[dict[str, Any]]) -> None:
+        """Show where work runs: each Dask worker, its slots, what it runs now."""
+        rows = []
+        for w in workers:
+            running = ", ".join(f"#{n}" for n in w["running"]) or "nothing"
+            rows.append(
+                f"<li><code>{_render.esc(w['address'])}</code> on {_render.esc(w['host'])}: "
+                f"{int(w['slots'])} slot(s), {_render.esc(w['state'])}, running "
+                f"{_render.esc(running)}</li>"
+            )
+        self.workers_html.value = f"<b>Where work runs</b><ul>{''.join(rows)}</ul>" if rows else ""
 
     def draw_log(self, lines: Iterable[str]) -> None:
         """Show the log lines, newest last."""

@@ -88,6 +88,10 @@ class TunerWidget(traitlets.HasTraits):
         num_seeds: Seeds per environment (default: the Tuner's, else the study's, else 1).
         timeout: Seconds after which a run stops starting trials (running ones finish).
         refresh_interval: Seconds between reads of the storage.
+        cluster: Run the experiments on a Dask cluster (a scheduler address, a
+            ``distributed.Client`` or a cluster object; default: the Tuner's). The panel's
+            *cluster* field takes an address too; *Where work runs* then lists each Dask worker,
+            its slots and the trials it runs.
 
     Attributes:
         state: ``"idle"``, ``"running"``, ``"paused"``, ``"stopping"``, ``"stopped"``,
@@ -134,6 +138,7 @@ class TunerWidget(traitlets.HasTraits):
         *,
         timeout: float | None = None,
         refresh_interval: float = 1.0,
+        cluster: Any = None,
     ) -> None:
         if not isinstance(tuner, Tuner):
             raise TypeError(
@@ -148,10 +153,12 @@ class TunerWidget(traitlets.HasTraits):
         # Optuna's "[I ...] A new study created" would print above the panel: kept out.
         with quiet_optuna():
             session = TuningSession(
-                tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True
+                tuner, num_trials, num_seeds, timeout=timeout, follow_forks=True, cluster=cluster
             )
         view = StudyView(tuner.storage, session.study_name)
         self._setup(session, view, num_trials, refresh_interval)
+        if isinstance(session.cluster, str):
+            self._panel.cluster_text.value = session.cluster
 
     @classmethod
     def watch(
@@ -330,6 +337,9 @@ class TunerWidget(traitlets.HasTraits):
         """
         session = self._require_session("run it")
         self.error = ""
+        address = self._panel.cluster_text.value.strip()
+        if address or isinstance(session.cluster, str):  # the field names the cluster
+            session.use_cluster(address or None)
         parent = current_parent()
         session.start(thread_setup=lambda: bind_thread_output(parent))
         self._ensure_refresher()
@@ -352,6 +362,9 @@ class TunerWidget(traitlets.HasTraits):
             self._follow_study()
         elif event.kind == "validation":
             self._on_validation_event(event.data["event"])
+        elif event.kind == "workers":
+            with self._lock:
+                self._panel.draw_workers(event.data["workers"])
 
     def _on_validation_event(self, event: SessionEvent) -> None:
         """Mirror the validation run: its state, log lines and errors."""
