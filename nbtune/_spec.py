@@ -113,8 +113,12 @@ class StudySpec:
     version: int = SPEC_VERSION
 
     def to_json(self) -> str:
-        """Serialize."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Serialize, keeping the order of environments and flags as the user gave them.
+
+        Views list environments in this order (the parent and its forks alike), and flags are
+        passed in it; comparisons of specs do not depend on it.
+        """
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> StudySpec:

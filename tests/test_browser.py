@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import TOY, skip_or_fail
+from _support import TOY, skip_or_fail, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = Path(__file__).parent / "notebooks" / "widget_live.ipynb"
@@ -566,8 +566,9 @@ def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
             page.locator("button.nbtune-start").click()
             expect(status).to_contain_text("running", timeout=60_000)
 
-            # Restart the kernel mid-run (what a user does when a notebook hangs).
-            page.wait_for_timeout(3000)
+            # Restart the kernel mid-run (what a user does when a notebook hangs), while a trial
+            # of the fork runs.
+            wait_for(lambda: _studies_running(work).get("widget-live.r1"), 60, "a running trial")
             (session,) = _api(base, token, "/api/sessions")
             _api(base, token, f"/api/kernels/{session['kernel']['id']}/restart", method="POST")
             expect(page.locator("#jp-main-statusbar")).to_contain_text(
@@ -725,7 +726,10 @@ def test_flagship_notebook_in_jupyterlab(flagship_lab: tuple[str, str, Path]) ->
             # The history plot shows the study's complete trials, as stored.
             (database,) = scratch.glob("nbtune-smoke-*/*.db")  # the smoke run's own folder
             storage = f"sqlite:///{database}"
-            (study_name,) = optuna.get_all_study_names(storage)
+            # The tuning study (its last cell validates it into "<name>.validation").
+            (study_name,) = [
+                n for n in optuna.get_all_study_names(storage) if not n.endswith(".validation")
+            ]
             study = optuna.load_study(study_name=study_name, storage=storage)
             values = {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}
             assert values, [t.state for t in study.trials]

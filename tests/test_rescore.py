@@ -56,7 +56,7 @@ def test_fork_refuses_environments_that_never_ran(make_tuner):
 def test_trials_pruned_before_any_seed_ended_are_rescored_from_their_checkpoints(make_tuner):
     """Pruned mid-seed, a trial has no raw scores: its checkpoint scores still re-score it."""
     tuner = make_tuner(
-        params_fn={"learning-rate": 1e-3, "total-timesteps": 2000, "log-sleep": 0.05},
+        params_fn={"learning-rate": 1e-3, "total-timesteps": 2000, "log-sleep": 0.2},
         # Every report is under 2.0: each trial is pruned at its first checkpoint.
         pruner=optuna.pruners.ThresholdPruner(lower=2.0),
         n_slots=2,

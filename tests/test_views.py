@@ -124,3 +124,35 @@ def test_a_number_field_asks_for_a_number():
         number("abc", "low")
     with pytest.raises(FieldError, match="must be a number such as"):
         number("'0.5'", "low")  # a string is not a number either
+
+
+def test_environments_keep_the_users_order_in_the_parent_and_its_fork(make_tuner):
+    tuner = make_tuner(
+        target_scores={"EnvB": [-100, 0], "EnvA": [0, 100]},
+        params_fn={"learning-rate": 1e-3, "total-timesteps": 1000},
+    )
+    session = tuner.session(num_trials=1, num_seeds=1)
+    session.run()
+    parent = plots.get_env_scores_info(StudyView(tuner.storage, "test"))
+    session.retarget({"EnvB": [-100, 0], "EnvA": [0, 50]})
+    fork = plots.get_env_scores_info(StudyView(tuner.storage, "test.r1"))
+    assert parent.env_ids == fork.env_ids == ("EnvB", "EnvA")
+
+
+def test_the_forks_table_shows_each_trials_number_in_the_parent(make_tuner):
+    pytest.importorskip("ipywidgets")
+    from nbtune._rescore import fork_study
+    from nbtune.widgets import _render
+
+    tuner = make_tuner(params_fn={"learning-rate": 1e-3, "total-timesteps": 1000})
+    tuner.tune(1, num_seeds=1)
+    study = tuner.study
+    study.ask()  # trial 1 runs: it stays with the parent
+    (done,) = study.get_trials(states=(TrialState.COMPLETE,))
+    study.add_trial(  # trial 2, finished: the fork's trial 1
+        optuna.trial.create_trial(value=done.value, user_attrs=done.user_attrs)
+    )
+    fork = fork_study(study, target_scores={"EnvA": [0, 50], "EnvB": [-100, 0]})
+    table = _render.trials_table_html(StudyView(tuner.storage, fork.study_name))
+    assert '1 <small title="its number in the parent study">(#2)</small>' in table
+    assert "(#0)" not in table  # the same number in both: nothing to say

@@ -27,6 +27,8 @@ def _text(value: str, placeholder: str, width: str, css: str) -> W.Text:
 
 
 def _button(description: str, css: str, tooltip: str = "", **kwargs: Any) -> W.Button:
+    # As wide as its words: ipywidgets' fixed 148 px cut "Apply search space" short.
+    kwargs.setdefault("layout", W.Layout(width="auto", min_width="fit-content"))
     button = W.Button(description=description, tooltip=tooltip or description, **kwargs)
     button.add_class(css)
     return button

@@ -658,7 +658,7 @@ class TunerWidget(traitlets.HasTraits):
         space = spec.get("space")
         tuner = self.tuner
         if tuner is not None and tuner.config.space is not None:
-            space = tuner.config.space.to_dict()  # in the order flags are passed (JSON sorts)
+            space = tuner.config.space.to_dict()  # the space as this process passes its flags
         self.space = space if isinstance(space, Mapping) else None
         seeds = spec.get("num_seeds")
         if isinstance(seeds, int) and seeds >= 1:
