@@ -16,8 +16,10 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "== optuna_versions: nbtune on optuna==$OPTUNA_OLDEST"
 "$PYTHON" -m venv "$tmp/venv"
+# psycopg2-binary too (as the test extra has it): nbtune still opens plain postgresql:// URLs
+# where only psycopg2 is installed, and a test checks it.
 "$tmp/venv/bin/python" -m pip install -q -e ".[postgres,mysql]" pytest pytest-timeout \
-    "optuna==$OPTUNA_OLDEST"
+    psycopg2-binary "optuna==$OPTUNA_OLDEST"
 installed="$("$tmp/venv/bin/python" -c 'import optuna; print(optuna.__version__)')"
 if [ "$installed" != "$OPTUNA_OLDEST" ]; then
     echo "optuna_versions.sh: asked for optuna $OPTUNA_OLDEST, got $installed" >&2

@@ -46,9 +46,9 @@ SOURCES = sorted(NBTUNE.rglob("*.py"))
 
 @contextlib.contextmanager
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards (psycopg2: the oldest-Optuna CI run
-    installs only that driver)."""
-    with postgres_database("nbtune_door", driver="+psycopg2") as url:
+    """A fresh PostgreSQL database, dropped afterwards: a plain URL, which means psycopg 3 to
+    SQLAlchemy 2.1 (the driver of the ``postgres`` extra, as in the oldest-Optuna CI run)."""
+    with postgres_database("nbtune_door") as url:
         yield url
 
 
