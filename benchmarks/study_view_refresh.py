@@ -34,6 +34,7 @@ import random
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 import wsgiref.util
 from collections.abc import Callable, Iterable
@@ -464,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--naive-max", type=int, default=10_000)
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/nbtune-bench-study-view"))
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "nbtune-bench-study-view"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

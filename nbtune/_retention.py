@@ -67,9 +67,9 @@ def inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool
     """Whether ``path``, with links and ``..`` resolved, lies inside ``folder`` (or is it).
 
     Example:
-        >>> inside("/runs/s/trial_00001/EnvA__seed0", "/runs/s")
+        >>> inside("runs/s/trial_00001/EnvA__seed0", "runs/s")
         True
-        >>> inside("/runs/s/../../home/me", "/runs/s")
+        >>> inside("runs/s/../../elsewhere", "runs/s")
         False
     """
     return Path(path).resolve().is_relative_to(Path(folder).resolve())

@@ -85,8 +85,8 @@ def redact_url(url: str) -> str:
         'postgresql://alice:***@db/study'
         >>> redact_url("mysql+pymysql://bob@db/test?password=hunter2&charset=utf8mb4")
         'mysql+pymysql://bob@db/test?password=***&charset=utf8mb4'
-        >>> redact_url("sqlite:////tmp/x.db")
-        'sqlite:////tmp/x.db'
+        >>> redact_url("sqlite:///x.db")
+        'sqlite:///x.db'
 
     """
     if url.lower().startswith("sqlite:///"):
@@ -147,7 +147,7 @@ def url_passwords(url: str) -> list[str]:
     Example:
         >>> url_passwords("postgresql://alice:p%40ss@db/study")
         ['p%40ss', 'p@ss']
-        >>> url_passwords("sqlite:////tmp/x.db")
+        >>> url_passwords("sqlite:///x.db")
         []
 
     """
@@ -245,8 +245,8 @@ def resolve_storage_url(url: str) -> str:
     when only it is installed. ``postgres://`` (Heroku's spelling) means ``postgresql://``.
 
     Example:
-        >>> resolve_storage_url("sqlite:////tmp/study.db")
-        'sqlite:////tmp/study.db'
+        >>> resolve_storage_url("sqlite:///study.db")  # relative to the current folder
+        'sqlite:///.../study.db'
         >>> resolve_storage_url("postgresql+psycopg2://u@db/x")
         'postgresql+psycopg2://u@db/x'
 

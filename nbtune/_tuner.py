@@ -81,7 +81,7 @@ class Tuner:
         ...         "learning-rate": trial.suggest_float("learning-rate", 3e-4, 3e-3, log=True),
         ...         "total-timesteps": 100000,
         ...     },
-        ...     storage="sqlite:////tmp/nbtune-doctest.db",
+        ...     storage="sqlite:///nbtune-doctest.db",
         ... )
         >>> tuner.spec.space["total-timesteps"]
         100000

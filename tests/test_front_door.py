@@ -83,10 +83,13 @@ def test_ci_runs_the_readme_install_and_test_commands():
     test = readme_block("test")
     assert test.returncode == 0, test.stderr
     assert test.stdout.splitlines() == ["python -m pytest"]
-    # .ci/run takes both from the README and installs nothing of nbtune on its own.
+    # .ci/run takes the install command from the README and installs nothing of nbtune on its
+    # own; it runs `python -m pytest` itself and fails when the README says anything else.
     run = (ROOT / ".ci" / "run").read_text()
     assert ".ci/readme_block.py install" in run and ".ci/readme_block.py test" in run
-    assert '-e ".[' not in run and "python -m pytest" not in run
+    assert '-e ".[' not in run
+    assert '[ "$readme_test" != "python -m pytest" ]' in run
+    assert re.search(r"^python -m pytest$", run, re.M)
 
 
 def test_a_readme_without_the_blocks_fails_ci_loudly(tmp_path):

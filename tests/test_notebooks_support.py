@@ -188,20 +188,24 @@ def test_binder_files() -> None:
 
 
 def test_shipped_data_carries_no_machine_paths() -> None:
-    """Recorded studies, target tables and examples must not name one machine's folders."""
+    """Shipped code, recorded studies, target tables and examples name no machine's folders."""
     root = Path(__file__).resolve().parent.parent
     absolute = re.compile(
-        r"""["'\s=](/(?:root|home|tmp|work|Users|opt|usr|var|mnt|scratch)/|[A-Z]:\\\\)"""
+        r"""(?:["'\s=]|:///)(/(?:root|home|tmp|work|Users|opt|var|mnt|scratch|runs)/|[A-Z]:\\\\)"""
     )
     shipped = [
         *sorted((root / "notebooks" / "data").iterdir()),
+        *sorted((root / "nbtune").rglob("*.py")),
         *sorted((root / "nbtune" / "targets").glob("*.json")),
         *sorted((root / "nbtune" / "examples").glob("*.toml")),
+        *sorted((root / "benchmarks").glob("*.py")),
+        *sorted((root / ".ci").iterdir()),
+        *sorted((root / "binder").iterdir()),
     ]
     assert shipped
     found = []
     for path in shipped:
-        if path.is_file() and path.suffix != ".py":
+        if path.is_file():
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 match = absolute.search(line)
                 if match:
