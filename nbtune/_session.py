@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nbtune import _attrs
 from nbtune._budget import budget_state
 from nbtune._config import folder_name
-from nbtune._errors import ConfigError
+from nbtune._errors import ConfigError, SpecMismatchError
 from nbtune._rescore import fork_study, lineage
 from nbtune._scheduler import RunSummary
 from nbtune._space import SearchSpace
@@ -188,8 +188,6 @@ class TuningSession:
         stored = tuner.stored_spec.num_seeds  # opens the study: a mismatch is refused now
         given = num_seeds if num_seeds is not None else tuner.config.num_seeds
         if stored is not None and given is not None and stored != given:
-            from nbtune._errors import SpecMismatchError
-
             raise SpecMismatchError(
                 f"study {tuner.config.study_name!r} averages {stored} seeds per trial "
                 f"(num_seeds: stored {stored}, given {given}): new values would be incomparable. "

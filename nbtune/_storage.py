@@ -874,7 +874,8 @@ def _died_here(trial: FrozenTrial) -> bool:
         except OSError:
             return False
         return False
-    return _started(pid) != owner.get("since") or _started(pid) is None
+    started = _started(pid)
+    return started is None or started != owner.get("since")
 
 
 # Trials whose heartbeat this process records, by storage: alive as long as this process is.

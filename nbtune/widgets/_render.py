@@ -163,10 +163,11 @@ def trials_table_html(view: StudyView, limit: int = 15) -> str:
 def _note(trial: FrozenTrial) -> str:
     """Why a trial failed, which one it repeats, or where it runs (on another machine)."""
     notes = []
+    stuck = _stuck(trial)
     if trial.user_attrs.get(_attrs.FAIL_REASON):
         notes.append(str(trial.user_attrs[_attrs.FAIL_REASON]))
-    elif _stuck(trial):
-        notes.append(_stuck(trial))
+    elif stuck:
+        notes.append(stuck)
     if trial.user_attrs.get(_attrs.RETRY_OF) is not None:
         notes.append(f"retry of #{trial.user_attrs[_attrs.RETRY_OF]}")
     owner = trial.system_attrs.get(_attrs.OWNER)

@@ -39,7 +39,7 @@ import plotly.graph_objects as go
 import traitlets
 from optuna.trial import FrozenTrial
 
-from nbtune._attrs import PARENT, VALIDATION_STUDY
+from nbtune._attrs import PARENT, SPEC_SIGNATURE, STUDY_SPEC, VALIDATION_STUDY
 from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
 from nbtune._output import quiet_optuna
@@ -771,16 +771,31 @@ class TunerWidget(traitlets.HasTraits):
         )
 
     def _definition_warning(self) -> str:
-        """What to say above the best command when the study's definition is not signed."""
+        """What to say above the best command when the study's definition is not signed.
+
+        Checked again only when the stored definition or its signature changes: the check reads
+        the key file, and this runs on every redraw.
+        """
         if self._view.spec is None:
             return ""
-        problem = signature_problem(self._view.study_name, dict(self._view.user_attrs))
-        if problem is None:
-            return ""
-        return (
-            f"Not checked: {problem}. The command below comes from the study's database; "
-            "read it before you run it."
+        attrs = dict(self._view.user_attrs)
+        key = (
+            self._view.study_name,
+            attrs.get(STUDY_SPEC),
+            repr(attrs.get(SPEC_SIGNATURE)),
         )
+        if key != getattr(self, "_warning_key", None):
+            problem = signature_problem(self._view.study_name, attrs)
+            self._warning_key = key
+            self._warning = (
+                ""
+                if problem is None
+                else (
+                    f"Not checked: {problem}. The command below comes from the study's database; "
+                    "read it before you run it."
+                )
+            )
+        return self._warning
 
     def _draw_status(self) -> None:
         text = self._panel.draw_status(self.state, self._view)
