@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nbtune import _attrs
 from nbtune._budget import budget_state
 from nbtune._config import folder_name
-from nbtune._errors import ConfigError, SpecMismatchError
+from nbtune._errors import ConfigError
 from nbtune._rescore import fork_study, lineage
 from nbtune._scheduler import RunSummary
 from nbtune._space import SearchSpace
@@ -131,7 +131,9 @@ class TuningSession:
         self._cluster_run: Any = None
         self.num_trials = num_trials
         self.timeout = timeout
-        self.num_seeds = self._settle_seeds(num_seeds)
+        # As given, else the config's, else the study's, else 1; opens the study, refusing a
+        # mismatched definition or number of seeds now.
+        self.num_seeds = self._tuner.settled_seeds(num_seeds) or 1
         # A kernel restart leaves its trial RUNNING: fail it now (its process on this machine is
         # gone, or its heartbeat is stale) so that it runs again, and say so.
         config = self._tuner.config
@@ -181,20 +183,6 @@ class TuningSession:
     def notes(self) -> list[str]:
         """What the session did on opening that a user should know (e.g. a fork followed)."""
         return list(self._notes)
-
-    def _settle_seeds(self, num_seeds: int | None) -> int:
-        """The seeds per environment: as given, else the config's, else the study's, else 1."""
-        tuner = self._tuner
-        stored = tuner.stored_spec.num_seeds  # opens the study: a mismatch is refused now
-        given = num_seeds if num_seeds is not None else tuner.config.num_seeds
-        if stored is not None and given is not None and stored != given:
-            raise SpecMismatchError(
-                f"study {tuner.config.study_name!r} averages {stored} seeds per trial "
-                f"(num_seeds: stored {stored}, given {given}): new values would be incomparable. "
-                "Use "
-                f"num_seeds={stored}, or another study_name."
-            )
-        return given if given is not None else stored if stored is not None else 1
 
     # ------------------------------------------------------------------------------ reading
     @property

@@ -218,12 +218,10 @@ class Tuner:
             self._study = self._open_study()
         return self._study
 
-    def _open_study(self, num_seeds: int | None = None) -> optuna.Study:
+    def _open_study(self) -> optuna.Study:
         config = self.config
         storage = self.storage
         spec = self.spec
-        if num_seeds is not None:
-            spec.num_seeds = num_seeds
         try:
             existing = optuna.load_study(study_name=config.study_name, storage=storage)
         except KeyError:
@@ -464,31 +462,38 @@ class Tuner:
         num_seeds = self._prepare(None)
         return self._schedule(num_seeds, timeout, stop_event, pause_event, listeners)
 
-    def _prepare(self, num_seeds: int | None) -> int:
-        """Open the study, settle the number of seeds with the stored spec, and return it."""
+    def settled_seeds(self, num_seeds: int | None = None) -> int | None:
+        """The seeds per environment: as given, else the config's, else the study's.
+
+        Opens the study. ``None`` when none of them says (a new study before its first run).
+
+        Raises:
+            SpecMismatchError: When the study averages another number of seeds per trial.
+        """
         if num_seeds is None:
             num_seeds = self.config.num_seeds
         if num_seeds is not None:
             check_positive_int("num_seeds", num_seeds)
-        if self._study is None:
-            self._study = self._open_study(num_seeds)
-        stored = self._stored_spec
-        assert stored is not None
-        if num_seeds is None:
-            num_seeds = stored.num_seeds
+        stored = self.stored_spec.num_seeds
+        if stored is not None and num_seeds is not None and stored != num_seeds:
+            raise SpecMismatchError(
+                f"study {self.config.study_name!r} averages {stored} seeds per trial "
+                f"(num_seeds: stored {stored}, given {num_seeds}): new values would be "
+                f"incomparable. Use num_seeds={stored}, or another study_name."
+            )
+        return num_seeds if num_seeds is not None else stored
+
+    def _prepare(self, num_seeds: int | None) -> int:
+        """Open the study, settle the number of seeds with the stored spec, and return it."""
+        num_seeds = self.settled_seeds(num_seeds)
         if num_seeds is None:
             raise ConfigError(
                 "num_seeds: give tune(num_trials, num_seeds) or Tuner(num_seeds=...)."
             )
-        if stored.num_seeds is None:
+        stored = self.stored_spec
+        if stored.num_seeds is None:  # the study's first run: its seeds are part of it now
             stored.num_seeds = num_seeds
-            store_spec(self._study, stored)
-        elif stored.num_seeds != num_seeds:
-            raise SpecMismatchError(
-                f"study {self.config.study_name!r} averages {stored.num_seeds} seeds per trial; "
-                f"num_seeds={num_seeds} would make new values incomparable. Use "
-                f"num_seeds={stored.num_seeds}, or another study_name."
-            )
+            store_spec(self.study, stored)
         return num_seeds
 
     def _extend(self, num_trials: int) -> int:
