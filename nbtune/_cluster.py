@@ -271,6 +271,20 @@ def check_storage_reach(client: Any, address: str, study_name: str) -> None:
 # ----------------------------------------------------------------------------------------
 # On each Dask worker
 # ----------------------------------------------------------------------------------------
+def live_workers(client: Any) -> dict[str, Any]:
+    """The Dask workers the scheduler knows now, by address, asked of the scheduler itself.
+
+    Not ``client.scheduler_info()``: that returns the client's cached identity, which the
+    client's own periodic refresh (every 2 s) overwrites with a copy that lists no workers, so
+    a call racing the refresh saw every worker gone and the run gave up on their experiments.
+    """
+    try:
+        identity = client.sync(client.scheduler.identity, n_workers=-1)
+    except TypeError:  # older distributed: identity() takes no argument and lists them all
+        identity = client.sync(client.scheduler.identity)
+    return dict(identity.get("workers") or {})
+
+
 def worker_slots(worker: Any) -> int:
     """A Dask worker's slots: its ``nbtune_slots`` resource if it has one, else its threads."""
     state = getattr(worker, "state", worker)
@@ -569,6 +583,7 @@ class ClusterRun:
         local: tuple[threading.Thread, dict[str, Any]] | None,
     ) -> RunSummary:
         futures: dict[str, Any] = {}  # by worker address
+        missed: dict[str, int] = {}  # looks in a row that did not find the worker
         summary = RunSummary()
         error: BaseException | None = None
         overrides = {"verbose": self.tuner.config.verbose}
@@ -599,7 +614,7 @@ class ClusterRun:
             if now >= next_look:
                 next_look = now + 1.0
                 try:
-                    info = client.scheduler_info(n_workers=-1)["workers"]
+                    info = live_workers(client)
                 except Exception:
                     continue  # the status tells on the next turn
                 if stopped_at is None:
@@ -611,7 +626,10 @@ class ClusterRun:
                     waiting_said = True
                 for addr, future in list(futures.items()):
                     state = self.workers[addr]
-                    if addr not in info and not future.done() and state.state != "lost":
+                    missed[addr] = 0 if addr in info else missed.get(addr, 0) + 1
+                    # Two looks a second apart: one answer that lacks a worker is not enough
+                    # to give up on its experiments.
+                    if missed[addr] >= 2 and not future.done() and state.state != "lost":
                         future.cancel()
                         self._set(addr, state="lost", running=[])
                         self._log(

@@ -244,6 +244,36 @@ def test_a_study_runs_on_dask_worker_processes_at_exactly_its_total(
     dispose(tuner, study)
 
 
+def test_the_clients_cached_view_of_the_cluster_never_loses_its_workers(
+    shared_dask, database, tmp_path
+):
+    # distributed's Client refreshes its cached identity every 2 s with a copy that lists no
+    # workers; a run that read that cache (client.scheduler_info) while the refresh landed saw
+    # both workers gone, cancelled their tasks and ended with their trials still running (a
+    # failure seen in CI). Here the cache lists the workers once, then never again: the run
+    # must not believe it.
+    from distributed import Client
+
+    tuner = cluster_tuner(database, tmp_path, sleep=1.0)
+    with Client(shared_dask.address, set_as_default=False) as client:
+        answers = [client.scheduler_info(n_workers=-1)]
+
+        def cached(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return answers.pop() if answers else {"workers": {}}  # the refreshed cache
+
+        client.scheduler_info = cached
+        session = tuner.session(4, 1, cluster=client)
+        lines: list[str] = []
+        session.subscribe(lambda e: lines.append(e.data["line"]) if e.kind == "log" else None)
+        summary = session.run()
+    study = load(database)
+    assert_exact(study, 4)
+    assert summary.complete == 4
+    assert not [line for line in lines if "left mid-run" in line], lines
+    assert {w["state"] for w in session.workers()} == {"done"}, session.workers()
+    dispose(tuner, study)
+
+
 def test_the_notebook_process_may_run_slots_too(shared_dask, database, tmp_path, capfd):
     tuner = cluster_tuner(database, tmp_path, sleep=1.5)
     before = {addr: len(shared_dask.log(addr)) for addr in shared_dask.workers}
