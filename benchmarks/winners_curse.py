@@ -207,8 +207,8 @@ def main() -> None:
             rows.append(row)
             print(f"sampler seed {seed}: {row['statement']}", flush=True)
             print(table(rows), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+            if args.json:  # after each run: hours of work survive a stop
+                args.json.write_text(json.dumps(rows, indent=1))
     print("\n" + table(rows))
 
 
