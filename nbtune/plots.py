@@ -1032,8 +1032,9 @@ def get_importance_info(
 ) -> ImportanceInfo:
     """Compute parameter importances of a study's complete trials with Optuna.
 
-    ``optuna.importance.get_param_importances`` with its default evaluator runs on an in-memory
-    copy of the view's complete trials (finite values), so nothing is written to the storage.
+    ``optuna.importance.get_param_importances`` with its default evaluator (PED-ANOVA in Optuna
+    5, named in the info) runs on an in-memory copy of the view's complete trials (finite
+    values), so nothing is written to the storage.
 
     Args:
         view: The study view.
@@ -1061,10 +1062,12 @@ def get_importance_info(
     ok, _ = _complete_finite(view, objective)
     numbers = view.columns.number[ok]
     trials = [view.trial(int(n)) for n in numbers]
-    evaluator = "PedAnovaImportanceEvaluator"  # optuna.importance's default in Optuna 5
+    # Optuna 5's default evaluator, passed by name so that the chart says what it used.
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    evaluator_name = type(evaluator).__name__
 
     def empty(note: str) -> ImportanceInfo:
-        return ImportanceInfo((), np.array([], float), len(trials), evaluator, note)
+        return ImportanceInfo((), np.array([], float), len(trials), evaluator_name, note)
 
     if len(trials) < min_trials:
         return empty(f"{len(trials)} complete trial(s): importances need at least {min_trials}")
@@ -1082,7 +1085,9 @@ def get_importance_info(
             target = None
             if view.is_multi_objective:
                 target = lambda t: t.values[objective]  # noqa: E731
-            importances = optuna.importance.get_param_importances(study, target=target)
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=evaluator, target=target
+            )
         except (ValueError, RuntimeError) as exc:
             return empty(f"optuna.importance: {exc}")
     if not importances:
@@ -1092,7 +1097,7 @@ def get_importance_info(
         params=tuple(k for k, _ in ordered),
         importances=np.array([v for _, v in ordered], float),
         n_trials=len(trials),
-        evaluator=evaluator,
+        evaluator=evaluator_name,
     )
 
 

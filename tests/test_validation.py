@@ -344,6 +344,10 @@ def test_parameter_importance_says_how_many_trials_it_rests_on(tmp_path):
     info = plots.get_importance_info(view)
     assert info.params[0] == "lr" and set(info.params) == {"lr", "layers"}
     assert info.n_trials == 30 and info.importances.sum() == pytest.approx(1.0)
+    # Optuna's default evaluator, and the chart names the one it used.
+    expected = optuna.importance.get_param_importances(study)
+    assert dict(zip(info.params, info.importances, strict=True)) == pytest.approx(expected)
+    assert info.evaluator == "PedAnovaImportanceEvaluator"
     fig = plots.plot_importance(info)
     assert "30 complete trials" in fig.layout.title.text
     assert list(fig.data[0].y) == ["layers", "lr"]  # the most important on top
