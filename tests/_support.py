@@ -153,3 +153,19 @@ def serve_dashboard(storage: str, log_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def assert_exact(study: Any, total: int) -> list[Any]:
+    """The budget held exactly: ``total`` finished, nothing left running or waiting, every
+    finished trial complete. Returns the trials."""
+    from optuna.trial import TrialState
+
+    from nbtune._budget import budget_state
+
+    trials = study.get_trials(deepcopy=False)
+    state = budget_state(study)
+    assert (state.total, state.finished, state.running, state.waiting) == (total, total, 0, 0), [
+        (t.number, t.state.name, t.system_attrs) for t in trials
+    ]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == total
+    return trials

@@ -24,7 +24,7 @@ from typing import Any
 
 import optuna
 import pytest
-from _support import TOY, free_port, postgres_database, skip_or_fail, wait_for
+from _support import TOY, assert_exact, free_port, postgres_database, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 import nbtune
@@ -173,17 +173,6 @@ def dispose(*objects: Any) -> None:
         backend = getattr(storage, "_backend", storage)
         if isinstance(backend, ResilientRDBStorage):
             backend.engine.dispose()
-
-
-def assert_exact(study: optuna.Study, total: int) -> list[optuna.trial.FrozenTrial]:
-    """Finished == total, nothing left running or waiting, every finished trial complete."""
-    trials = study.get_trials(deepcopy=False)
-    state = budget_state(study)
-    assert (state.total, state.finished, state.running, state.waiting) == (total, total, 0, 0), [
-        (t.number, t.state.name, t.system_attrs) for t in trials
-    ]
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == total
-    return trials
 
 
 def started_lines(text: str) -> list[int]:

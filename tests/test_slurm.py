@@ -27,11 +27,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _support import TOY, free_port, postgres_database, skip_or_fail, wait_for
+from _support import TOY, assert_exact, free_port, postgres_database, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 import nbtune
-from nbtune._budget import budget_state
 from nbtune._storage import ResilientRDBStorage, open_storage
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -296,16 +295,6 @@ def worker_logs(folder: Path, job: str) -> dict[int, str]:
         int(p.stem.rsplit("_", 1)[1]): p.read_text(errors="replace")
         for p in (folder / "logs").glob(f"worker_{job}_*.out")
     }
-
-
-def assert_exact(study: optuna.Study, total: int) -> list[optuna.trial.FrozenTrial]:
-    trials = study.get_trials(deepcopy=False)
-    state = budget_state(study)
-    assert (state.total, state.finished, state.running, state.waiting) == (total, total, 0, 0), [
-        (t.number, t.state.name, t.system_attrs) for t in trials
-    ]
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == total
-    return trials
 
 
 def _alive(pid: int) -> bool:

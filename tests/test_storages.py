@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
-from _support import TOY, postgres_admin, skip_or_fail, wait_for
+from _support import TOY, assert_exact, postgres_admin, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 import nbtune
@@ -263,17 +263,6 @@ def load(url: str) -> optuna.Study:
     )
 
 
-def assert_accounted_for(study: optuna.Study, total: int) -> list[optuna.trial.FrozenTrial]:
-    """Finished == total, nothing left running or waiting; returns the trials."""
-    trials = study.get_trials(deepcopy=False)
-    state = budget_state(study)
-    assert (state.total, state.finished, state.running, state.waiting) == (total, total, 0, 0), [
-        (t.number, t.state.name, t.system_attrs) for t in trials
-    ]
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == total
-    return trials
-
-
 def dispose(study: optuna.Study) -> None:
     backend = getattr(study._storage, "_backend", study._storage)
     if isinstance(backend, ResilientRDBStorage):
@@ -295,7 +284,7 @@ def test_several_workers_finish_a_study_at_exactly_its_total(database, tmp_path)
     assert codes == [0, 0, 0], outputs
     assert all("study at 6 of 6" in out for out in outputs), outputs
     study = load(database.url)
-    trials = assert_accounted_for(study, 6)
+    trials = assert_exact(study, 6)
     assert len(trials) == 6  # no trial created beyond the reservations
     run_dirs = {e["run_dir"] for t in trials for e in t.user_attrs["experiments"]}
     assert len(run_dirs) == 6
@@ -331,7 +320,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_budget_completes(database,
         survivor = next(w for w in procs if w is not victim)
         assert survivor.wait() == 0, survivor.output
     study = load(database.url)
-    trials = assert_accounted_for(study, 4)
+    trials = assert_exact(study, 4)
     killed = next(t for t in trials if t.number == number)
     assert killed.state == TrialState.FAIL  # its heartbeat went stale
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
@@ -369,7 +358,7 @@ def test_a_worker_that_looked_dead_drops_its_trial_and_goes_on(kind, tmp_path):
         assert worker.wait() == 0, worker.output
     assert f"trial {number} was ended by another process" in worker.output
     study = load(url)
-    trials = assert_accounted_for(study, 2)
+    trials = assert_exact(study, 2)
     assert study.trials[number].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
     assert [t.state for t in retries] == [TrialState.COMPLETE]
@@ -408,7 +397,7 @@ def test_workers_ride_out_a_few_seconds_without_the_database(kind, tmp_path):
         assert codes == [0, 0], "\n\n".join(outputs)
         assert any("reachable again" in out for out in outputs), outputs  # the outage hit
         study = load(db.url)
-        trials = assert_accounted_for(study, 6)
+        trials = assert_exact(study, 6)
         assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
         dispose(study)
     for out in outputs:
@@ -429,7 +418,7 @@ def test_a_worker_started_during_an_outage_waits_for_the_database(kind, tmp_path
         assert code == 0, worker.output
         assert "reachable again" in worker.output
         study = load(db.url)
-        assert [t.state for t in assert_accounted_for(study, 2)] == [TrialState.COMPLETE] * 2
+        assert [t.state for t in assert_exact(study, 2)] == [TrialState.COMPLETE] * 2
         dispose(study)
 
 
