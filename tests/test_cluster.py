@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 import nbtune
 from nbtune._budget import budget_state
-from nbtune._cluster import storage_address, storage_problem
+from nbtune._cluster import live_workers, storage_address, storage_problem
 from nbtune._storage import ResilientRDBStorage, open_storage
 
 SPACE = {
@@ -124,7 +124,7 @@ def _wait_for_workers(address: str, workers: set[str], folder: Path) -> None:
 
     deadline = time.monotonic() + 90
     with Client(address, timeout=60, set_as_default=False) as client:
-        while set(client.scheduler_info(n_workers=-1)["workers"]) != workers:
+        while set(live_workers(client)) != workers:  # not scheduler_info(): a cache (see it)
             if time.monotonic() > deadline:
                 logs = "\n".join(p.read_text()[-1500:] for p in sorted(folder.glob("*.log")))
                 pytest.fail(f"the Dask workers did not join: {logs}")
