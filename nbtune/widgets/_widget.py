@@ -12,7 +12,8 @@ How it is built:
   experiments in subprocesses, so ``display()`` returns at once and the kernel stays free. The
   session's events (state, log lines, errors, a move to a fork) update the traits.
 * Layout and drawing live in :mod:`nbtune.widgets._panel`, the live reading of the storage
-  (refresher thread, log) in :mod:`nbtune.widgets._live`, and validating from the panel in
+  (refresher thread, log) in :mod:`nbtune.widgets._live`, applying edits of the definition in
+  :mod:`nbtune.widgets._editing`, and validating from the panel in
   :mod:`nbtune.widgets._validation_panel`; this module holds traits and wiring.
 * Widget state lives in traitlets: the run ``state``, the applied ``targets``, ``aggregation``
   and ``space``, ``num_trials``, ``num_seeds``, ``error`` and ``status``. Setting ``targets`` or
@@ -37,12 +38,11 @@ import plotly.graph_objects as go
 import traitlets
 from optuna.trial import FrozenTrial
 
-from nbtune._attrs import PARENT
 from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
 from nbtune._output import quiet_optuna
 from nbtune._results import trial_config, trial_flags
-from nbtune._scoring import AGGREGATIONS, check_aggregation, check_target_scores
+from nbtune._scoring import check_aggregation, check_target_scores
 from nbtune._session import SessionEvent, TuningSession
 from nbtune._space import SearchSpace
 from nbtune._spec import StudySpec
@@ -50,6 +50,7 @@ from nbtune._study_view import RefreshResult, StudyView
 from nbtune._tuner import Tuner
 from nbtune._validation import ValidationReport
 from nbtune.widgets import _render
+from nbtune.widgets._editing import DefinitionEditor
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
 from nbtune.widgets._literal import FieldError, params_literal
 from nbtune.widgets._live import LiveStudy
@@ -201,17 +202,17 @@ class TunerWidget(traitlets.HasTraits):
             raise ConfigError(f"refresh_interval must be positive, got {refresh_interval!r}.")
         self._lock = threading.RLock()
         self._session = session
-        self._syncing = False  # set while the widget itself sets traits (no re-apply)
         self._shown_in: int | None = None
         self._build_panel()
         self._live = LiveStudy(
             view, self._lock, float(refresh_interval), self._draw, self._panel.draw_log
         )
         self._validation = ValidationPanel(self, self._panel, self._live, self._draw_controls)
-        with self._syncing_traits():
+        self._editing = DefinitionEditor(self, self._panel, self._live, self._require_session)
+        with self._editing.syncing():
             self.num_trials = num_trials
             self.num_seeds = session.num_seeds if session is not None else None
-            self._read_spec()  # sets num_seeds from the study, if it has stored them
+            self._editing.read_spec()  # sets num_seeds from the study, if it has stored them
             self.state = "idle" if session is not None else "watching"
         if session is not None:
             session.subscribe(self._on_session_event)
@@ -225,8 +226,11 @@ class TunerWidget(traitlets.HasTraits):
         if self._session is not None:
             config = self._session.tuner.config
             reserved = [config.env_flag, config.seed_flag]
+        # The editors' Apply buttons; the DefinitionEditor is made once the panel exists.
         p = self._panel = Panel(
-            self._apply_targets_from_editor, self._apply_space_from_editor, reserved
+            lambda targets, aggregation: self._editing.apply_targets(targets, aggregation),
+            lambda space: self._editing.apply_space(space),
+            reserved,
         )
         p.start_button.on_click(lambda _: self._guarded(self.start))
         p.pause_button.on_click(lambda _: self._guarded(self._toggle_pause))
@@ -367,8 +371,8 @@ class TunerWidget(traitlets.HasTraits):
         with self._lock:
             if self._live.follow(self._session.tuner.storage, self._session.study_name):
                 self._validation.forget()  # a fork is validated on its own
-            with self._syncing_traits():
-                self._read_spec()
+            with self._editing.syncing():
+                self._editing.read_spec()
         self.refresh()
 
     def stop(self) -> None:
@@ -503,106 +507,14 @@ class TunerWidget(traitlets.HasTraits):
             _checked(check_positive_int, proposal["trait"].name, value)
         return value
 
+    # Applying an edit (and undoing a refused one) is the DefinitionEditor's job.
     @traitlets.observe("targets", "aggregation")
     def _on_scoring_change(self, change: Any) -> None:
-        if self._syncing:
-            return
-        try:
-            self._rescore(self.targets, self.aggregation)
-        except Exception:
-            with self._syncing_traits():
-                self.set_trait(change["name"], change["old"])
-            raise
+        self._editing.on_scoring_change(change)
 
     @traitlets.observe("space")
     def _on_space_change(self, change: Any) -> None:
-        if self._syncing:
-            return
-        try:
-            self._apply_space(change["new"])
-        except Exception:
-            with self._syncing_traits():
-                self.space = change["old"]
-            raise
-
-    def _rescore(self, targets: dict[str, list[float] | None], aggregation: str) -> None:
-        with quiet_optuna():  # "[I ...] A new study created" would print into the cell
-            self._require_session("change the targets").retarget(targets, aggregation)
-
-    def _apply_space(self, space: dict[str, Any] | None) -> None:
-        if space is None:
-            raise ConfigError("space: give a search space (a dict, as SearchSpace.to_dict()).")
-        self._require_session("change the search space").respace(space)
-
-    def _apply_targets_from_editor(
-        self, targets: dict[str, list[float] | None], aggregation: str
-    ) -> str:
-        if targets == self.targets and aggregation == self.aggregation:
-            return "unchanged"
-        before = self.study_name
-        old = (self.targets, self.aggregation)
-        try:
-            with self._syncing_traits():  # both at once: one fork
-                self.targets = targets
-                self.aggregation = aggregation
-        except traitlets.TraitError as exc:
-            with self._syncing_traits():
-                self.targets, self.aggregation = old
-            raise ConfigError(str(exc)) from None
-        try:
-            self._rescore(self.targets, self.aggregation)
-        except Exception:
-            with self._syncing_traits():
-                self.targets, self.aggregation = old
-            raise
-        return f"re-scored every finished trial of {before!r} into {self.study_name!r}"
-
-    def _apply_space_from_editor(self, space: SearchSpace) -> str:
-        if space.to_dict() == self.space:
-            return "unchanged"
-        try:
-            self.space = space.to_dict()
-        except traitlets.TraitError as exc:
-            raise ConfigError(str(exc)) from None
-        return "applied to new trials"
-
-    def _read_spec(self) -> None:
-        """Set the traits and editors from the study's stored spec (call while syncing)."""
-        view = self._live.view
-        spec = view.spec or {}
-        self.study_name = view.study_name
-        targets = spec.get("targets")
-        if isinstance(targets, Mapping) and targets:
-            with contextlib.suppress(traitlets.TraitError):
-                self.targets = dict(targets)
-        if spec.get("aggregation") in AGGREGATIONS:
-            self.aggregation = spec["aggregation"]
-        space = spec.get("space")
-        tuner = self.tuner
-        if tuner is not None and tuner.config.space is not None:
-            space = tuner.config.space.to_dict()  # the space as this process passes its flags
-        self.space = space if isinstance(space, Mapping) else None
-        seeds = spec.get("num_seeds")
-        if isinstance(seeds, int) and seeds >= 1:
-            self.num_seeds = seeds
-        self._panel.draw_definition(
-            view=view,
-            targets=self.targets,
-            aggregation=self.aggregation,
-            space=self.space,
-            space_note=spec.get("space_note") or "",
-            read_only=self._session is None,
-            parent=view.user_attrs.get(PARENT),
-        )
-
-    @contextlib.contextmanager
-    def _syncing_traits(self) -> Any:
-        previous = self._syncing
-        self._syncing = True
-        try:
-            yield
-        finally:
-            self._syncing = previous
+        self._editing.on_space_change(change)
 
     # ----------------------------------------------------------------------------------------
     # Reacting to state
