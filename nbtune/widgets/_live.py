@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from nbtune._attrs import SPEC_SIGNATURE, STUDY_SPEC
+from nbtune._spec import StudySpec
 from nbtune._study_view import RefreshResult, StudyView
 from nbtune._trust import signature_problem
 from nbtune.widgets import _render
@@ -105,6 +106,16 @@ class LiveStudy:
         with self.lock:
             self._log_lines.append(f"{time.strftime('%H:%M:%S')} {line}")
             self._draw_log(self._log_lines)
+
+    def spec(self) -> StudySpec | None:
+        """The study's stored definition, or ``None`` when it has none or it cannot be read."""
+        raw = self.view.spec
+        if raw is None:
+            return None
+        try:
+            return StudySpec.from_json(raw)
+        except (TypeError, ValueError):
+            return None
 
     def definition_warning(self) -> str:
         """What to say above the best command when the study's definition is not signed.

@@ -13,7 +13,7 @@ How it is built:
   session's events (state, log lines, errors, a move to a fork) update the traits.
 * Layout and drawing live in :mod:`nbtune.widgets._panel`, the live reading of the storage
   (refresher thread, log) in :mod:`nbtune.widgets._live`, applying edits of the definition in
-  :mod:`nbtune.widgets._editing`, and validating from the panel in
+  :mod:`nbtune.widgets._definition`, and validating from the panel in
   :mod:`nbtune.widgets._validation_panel`; this module holds traits and wiring.
 * Widget state lives in traitlets: the run ``state``, the applied ``targets``, ``aggregation``
   and ``space``, ``num_trials``, ``num_seeds``, ``error`` and ``status``. Setting ``targets`` or
@@ -38,19 +38,21 @@ import plotly.graph_objects as go
 import traitlets
 from optuna.trial import FrozenTrial
 
-from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
 from nbtune._output import quiet_optuna
 from nbtune._results import trial_config, trial_flags
-from nbtune._scoring import check_aggregation, check_target_scores
 from nbtune._session import SessionEvent, TuningSession
-from nbtune._space import SearchSpace
-from nbtune._spec import StudySpec
 from nbtune._study_view import RefreshResult, StudyView
 from nbtune._tuner import Tuner
 from nbtune._validation import ValidationReport
 from nbtune.widgets import _render
-from nbtune.widgets._editing import DefinitionEditor
+from nbtune.widgets._definition import (
+    DefinitionEditor,
+    checked_aggregation,
+    checked_count,
+    checked_space,
+    checked_targets,
+)
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
 from nbtune.widgets._literal import FieldError, params_literal
 from nbtune.widgets._live import LiveStudy
@@ -208,11 +210,11 @@ class TunerWidget(traitlets.HasTraits):
             view, self._lock, float(refresh_interval), self._draw, self._panel.draw_log
         )
         self._validation = ValidationPanel(self, self._panel, self._live, self._draw_controls)
-        self._editing = DefinitionEditor(self, self._panel, self._live, self._require_session)
-        with self._editing.syncing():
+        self._definition = DefinitionEditor(self, self._panel, self._live, self._require_session)
+        with self._definition.syncing():
             self.num_trials = num_trials
             self.num_seeds = session.num_seeds if session is not None else None
-            self._editing.read_spec()  # sets num_seeds from the study, if it has stored them
+            self._definition.read_spec()  # sets num_seeds from the study, if it has stored them
             self.state = "idle" if session is not None else "watching"
         if session is not None:
             session.subscribe(self._on_session_event)
@@ -228,8 +230,8 @@ class TunerWidget(traitlets.HasTraits):
             reserved = [config.env_flag, config.seed_flag]
         # The editors' Apply buttons; the DefinitionEditor is made once the panel exists.
         p = self._panel = Panel(
-            lambda targets, aggregation: self._editing.apply_targets(targets, aggregation),
-            lambda space: self._editing.apply_space(space),
+            lambda targets, aggregation: self._definition.apply_targets(targets, aggregation),
+            lambda space: self._definition.apply_space(space),
             reserved,
         )
         p.start_button.on_click(lambda _: self._guarded(self.start))
@@ -304,22 +306,13 @@ class TunerWidget(traitlets.HasTraits):
         Add the environment and seed flags (``--env-id=...``, ``--seed=...``) to run it.
         """
         trial = self.best_trial
-        return "" if trial is None else shlex.join(trial_flags(trial, self._spec()))
+        return "" if trial is None else shlex.join(trial_flags(trial, self._live.spec()))
 
     @property
     def best_params(self) -> dict[str, Any]:
         """The best configuration as a dict of flag to value, fixed values included."""
         trial = self.best_trial
-        return {} if trial is None else trial_config(trial, self._spec())
-
-    def _spec(self) -> StudySpec | None:
-        raw = self._live.view.spec
-        if raw is None:
-            return None
-        try:
-            return StudySpec.from_json(raw)
-        except (TypeError, ValueError):
-            return None
+        return {} if trial is None else trial_config(trial, self._live.spec())
 
     # ----------------------------------------------------------------------------------------
     # Running
@@ -371,8 +364,8 @@ class TunerWidget(traitlets.HasTraits):
         with self._lock:
             if self._live.follow(self._session.tuner.storage, self._session.study_name):
                 self._validation.forget()  # a fork is validated on its own
-            with self._editing.syncing():
-                self._editing.read_spec()
+            with self._definition.syncing():
+                self._definition.read_spec()
         self.refresh()
 
     def stop(self) -> None:
@@ -480,41 +473,31 @@ class TunerWidget(traitlets.HasTraits):
     # ----------------------------------------------------------------------------------------
     # Editing: targets (re-score into a fork) and search space (new trials)
     # ----------------------------------------------------------------------------------------
-    # Each trait is checked by the same rule as the Tuner's argument (nbtune.ConfigError).
+    # Each trait is checked by the same rule as the Tuner's argument (see _definition).
     @traitlets.validate("targets")
     def _valid_targets(self, proposal: Any) -> dict[str, list[float] | None]:
-        checked = _checked(check_target_scores, proposal["value"])
-        return {env: None if t is None else [t[0], t[1]] for env, t in checked.items()}
+        return checked_targets(proposal["value"])
 
     @traitlets.validate("aggregation")
     def _valid_aggregation(self, proposal: Any) -> str:
-        return str(_checked(check_aggregation, proposal["value"]))
+        return checked_aggregation(proposal["value"])
 
     @traitlets.validate("space")
     def _valid_space(self, proposal: Any) -> dict[str, Any] | None:
-        value = proposal["value"]
-        if value is None:
-            return None
-        try:
-            return SearchSpace.from_dict(value).to_dict()
-        except (ValueError, TypeError) as exc:
-            raise traitlets.TraitError(f"space: {exc}") from None
+        return checked_space(proposal["value"])
 
     @traitlets.validate("num_trials", "num_seeds")
     def _valid_count(self, proposal: Any) -> int | None:
-        value = proposal["value"]
-        if value is not None:
-            _checked(check_positive_int, proposal["trait"].name, value)
-        return value
+        return checked_count(proposal["trait"].name, proposal["value"])
 
     # Applying an edit (and undoing a refused one) is the DefinitionEditor's job.
     @traitlets.observe("targets", "aggregation")
     def _on_scoring_change(self, change: Any) -> None:
-        self._editing.on_scoring_change(change)
+        self._definition.on_scoring_change(change)
 
     @traitlets.observe("space")
     def _on_space_change(self, change: Any) -> None:
-        self._editing.on_space_change(change)
+        self._definition.on_space_change(change)
 
     # ----------------------------------------------------------------------------------------
     # Reacting to state
@@ -606,14 +589,6 @@ class TunerWidget(traitlets.HasTraits):
         self._live.close()
         with self._lock:
             self._panel.close()
-
-
-def _checked(check: Any, *args: Any) -> Any:
-    """Run a core check; its refusal becomes the TraitError that traitlets expects."""
-    try:
-        return check(*args)
-    except (ValueError, TypeError) as exc:
-        raise traitlets.TraitError(str(exc)) from None
 
 
 __all__ = ["TunerWidget"]

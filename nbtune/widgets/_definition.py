@@ -2,14 +2,15 @@
 
 The definition the panel shows (target scores, aggregation, search space, seeds) lives in three
 places: the study's stored spec (read at start and after each move to a fork), the widget's
-traits (set from code), and the panel's editors (their *Apply* buttons). :class:`DefinitionEditor`
-keeps them in step, and is the one path from an edit to the run controller: a target or
-aggregation edit re-scores every finished trial into a fork
+traits (set from code), and the panel's editors (:mod:`nbtune.widgets._editors`, their *Apply*
+buttons). :class:`DefinitionEditor` keeps them in step, and is the one path from an edit to the
+run controller: a target or aggregation edit re-scores every finished trial into a fork
 (:meth:`nbtune.TuningSession.retarget`), a space edit applies to new trials
 (:meth:`nbtune.TuningSession.respace`). A refused edit leaves the traits as they were.
 
-The traits themselves, and their checks by the core's rules, stay on the widget (traitlets wants
-them on the class); its observers hand each change here.
+The traits themselves stay on the widget (traitlets wants them, their validators and observers
+on the class); its validators call the checks here (the core's rules, so a value the Tuner would
+refuse is refused the same way), and its observers hand each change to the editor.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import traitlets
 
 from nbtune._attrs import PARENT
+from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
 from nbtune._output import quiet_optuna
-from nbtune._scoring import AGGREGATIONS
+from nbtune._scoring import AGGREGATIONS, check_aggregation, check_target_scores
 from nbtune._session import TuningSession
 from nbtune._space import SearchSpace
 from nbtune.widgets._live import LiveStudy
@@ -31,6 +33,42 @@ from nbtune.widgets._panel import Panel
 
 if TYPE_CHECKING:  # the widget imports this module
     from nbtune.widgets._widget import TunerWidget
+
+
+def checked_targets(value: Any) -> dict[str, list[float] | None]:
+    """The ``targets`` trait's check: target scores as ``{env_id: [low, high] | None}``."""
+    checked = _checked(check_target_scores, value)
+    return {env: None if t is None else [t[0], t[1]] for env, t in checked.items()}
+
+
+def checked_aggregation(value: Any) -> str:
+    """The ``aggregation`` trait's check: one of the aggregations the Tuner takes."""
+    return str(_checked(check_aggregation, value))
+
+
+def checked_space(value: Any) -> dict[str, Any] | None:
+    """The ``space`` trait's check: a search space in its dict form, normalised, or ``None``."""
+    if value is None:
+        return None
+    try:
+        return SearchSpace.from_dict(value).to_dict()
+    except (ValueError, TypeError) as exc:
+        raise traitlets.TraitError(f"space: {exc}") from None
+
+
+def checked_count(name: str, value: int | None) -> int | None:
+    """The ``num_trials`` and ``num_seeds`` check: a positive int, or ``None`` until known."""
+    if value is not None:
+        _checked(check_positive_int, name, value)
+    return value
+
+
+def _checked(check: Any, *args: Any) -> Any:
+    """Run a core check; its refusal becomes the TraitError that traitlets expects."""
+    try:
+        return check(*args)
+    except (ValueError, TypeError) as exc:
+        raise traitlets.TraitError(str(exc)) from None
 
 
 class DefinitionEditor:
