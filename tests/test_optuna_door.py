@@ -465,9 +465,6 @@ OWN_PRIVATE = {
     # Tuner.from_storage-style constructors fill in the instance they built.
     ("_tuner.py", "tuner._storage_arg"),
     ("_tuner.py", "tuner._storage"),
-    # The widget's refresh thread holds a weak reference to the widget it refreshes.
-    ("widgets/_widget.py", "widget._tick"),
-    ("widgets/_widget.py", "widget._log"),
 }
 ATTRIBUTE_BUILTINS = ("getattr", "hasattr", "setattr", "delattr")
 

@@ -100,8 +100,8 @@ def test_the_widget_refuses_to_resume_and_warns_when_watching(attacked, make_tun
         TunerWidget(make_tuner(params_fn=SPACE, target_scores={"EnvA": [0, 100]}))
     watching = TunerWidget.watch(tuner.config.storage, "test")
     try:
-        assert "Not checked" in watching._definition_warning()
-        assert "changed since it was signed" in watching._definition_warning()
+        assert "Not checked" in watching._live.definition_warning()
+        assert "changed since it was signed" in watching._live.definition_warning()
     finally:
         watching.close()
 

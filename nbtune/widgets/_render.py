@@ -9,6 +9,7 @@ import datetime
 import html
 import math
 import socket
+import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -218,6 +219,12 @@ def log_html(lines: Iterable[str]) -> str:
         "<pre style='margin:0;max-height:9em;overflow:auto;font-size:11px;white-space:pre-wrap'>"
         f"{text}</pre>"
     )
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as the widget's ``error`` trait holds it: one line, then the traceback."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(lines)
 
 
 def error_html(message: str) -> str:

@@ -11,7 +11,10 @@ How it is built:
   controller that scripts and the CLI use too), which runs the study in a background thread, its
   experiments in subprocesses, so ``display()`` returns at once and the kernel stays free. The
   session's events (state, log lines, errors, a move to a fork) update the traits.
-* Layout and drawing live in :mod:`nbtune.widgets._panel`; this module holds traits and wiring.
+* Layout and drawing live in :mod:`nbtune.widgets._panel`, the live reading of the storage
+  (refresher thread, log) in :mod:`nbtune.widgets._live`, applying edits of the definition in
+  :mod:`nbtune.widgets._definition`, and validating from the panel in
+  :mod:`nbtune.widgets._validation_panel`; this module holds traits and wiring.
 * Widget state lives in traitlets: the run ``state``, the applied ``targets``, ``aggregation``
   and ``space``, ``num_trials``, ``num_seeds``, ``error`` and ``status``. Setting ``targets`` or
   ``space`` (from code or the editors' *Apply* buttons) is validated, then applied.
@@ -24,13 +27,9 @@ How it is built:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import shlex
 import threading
-import time
-import traceback
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,23 +38,26 @@ import plotly.graph_objects as go
 import traitlets
 from optuna.trial import FrozenTrial
 
-from nbtune._attrs import PARENT, SPEC_SIGNATURE, STUDY_SPEC, VALIDATION_STUDY
-from nbtune._config import check_positive_int
 from nbtune._errors import ConfigError
 from nbtune._output import quiet_optuna
 from nbtune._results import trial_config, trial_flags
-from nbtune._scoring import AGGREGATIONS, check_aggregation, check_target_scores
 from nbtune._session import SessionEvent, TuningSession
-from nbtune._space import SearchSpace
-from nbtune._spec import StudySpec
-from nbtune._study_view import StudyView
-from nbtune._trust import signature_problem
+from nbtune._study_view import RefreshResult, StudyView
 from nbtune._tuner import Tuner
 from nbtune._validation import ValidationReport
 from nbtune.widgets import _render
+from nbtune.widgets._definition import (
+    DefinitionEditor,
+    checked_aggregation,
+    checked_count,
+    checked_space,
+    checked_targets,
+)
 from nbtune.widgets._kernel import bind_thread_output, current_parent, execution_count
 from nbtune.widgets._literal import FieldError, params_literal
+from nbtune.widgets._live import LiveStudy
 from nbtune.widgets._panel import Panel
+from nbtune.widgets._validation_panel import ValidationPanel
 
 RUN_STATES = tuple(_render.RUN_STATES)
 
@@ -202,26 +204,22 @@ class TunerWidget(traitlets.HasTraits):
             raise ConfigError(f"refresh_interval must be positive, got {refresh_interval!r}.")
         self._lock = threading.RLock()
         self._session = session
-        self._view = view
-        self._refresh_interval = float(refresh_interval)
-        self._syncing = False  # set while the widget itself sets traits (no re-apply)
-        self._refresher: threading.Thread | None = None
-        self._closed = threading.Event()
         self._shown_in: int | None = None
-        self._log_lines: collections.deque[str] = collections.deque(maxlen=200)
-        self._first_refresh = True
-        self._last_refresh_error = ""
-        self._validation_view: StudyView | None = None
         self._build_panel()
-        with self._syncing_traits():
+        self._live = LiveStudy(
+            view, self._lock, float(refresh_interval), self._draw, self._panel.draw_log
+        )
+        self._validation = ValidationPanel(self, self._panel, self._live, self._draw_controls)
+        self._definition = DefinitionEditor(self, self._panel, self._live, self._require_session)
+        with self._definition.syncing():
             self.num_trials = num_trials
             self.num_seeds = session.num_seeds if session is not None else None
-            self._read_spec()  # sets num_seeds from the study, if it has stored them
+            self._definition.read_spec()  # sets num_seeds from the study, if it has stored them
             self.state = "idle" if session is not None else "watching"
         if session is not None:
             session.subscribe(self._on_session_event)
             for note in session.notes:
-                self._log(note)
+                self._live.log(note)
         self._on_state({"new": self.state})
         self.refresh()
 
@@ -230,15 +228,18 @@ class TunerWidget(traitlets.HasTraits):
         if self._session is not None:
             config = self._session.tuner.config
             reserved = [config.env_flag, config.seed_flag]
+        # The editors' Apply buttons; the DefinitionEditor is made once the panel exists.
         p = self._panel = Panel(
-            self._apply_targets_from_editor, self._apply_space_from_editor, reserved
+            lambda targets, aggregation: self._definition.apply_targets(targets, aggregation),
+            lambda space: self._definition.apply_space(space),
+            reserved,
         )
         p.start_button.on_click(lambda _: self._guarded(self.start))
         p.pause_button.on_click(lambda _: self._guarded(self._toggle_pause))
         p.stop_button.on_click(lambda _: self._guarded(self.stop))
         p.enqueue_button.on_click(lambda _: self._guarded(self._enqueue_from_text))
         p.defaults_button.on_click(lambda _: self._guarded(self.enqueue_defaults))
-        p.validate_button.on_click(lambda _: self._guarded(self._validate_from_panel))
+        p.validate_button.on_click(lambda _: self._guarded(self._validation.start_from_panel))
         p.trials_input.observe(self._on_trials_input, "value")
         p.seeds_input.observe(self._on_seeds_input, "value")
         self.panel = p.box
@@ -257,7 +258,7 @@ class TunerWidget(traitlets.HasTraits):
 
         self._shown_in = execution_count()
         display(self.panel)
-        self._ensure_refresher()
+        self._live.ensure_refresher()
         return self
 
     def _ipython_display_(self) -> None:
@@ -296,7 +297,7 @@ class TunerWidget(traitlets.HasTraits):
     def best_trial(self) -> FrozenTrial | None:
         """The best complete trial as of the last refresh, or ``None``."""
         with self._lock:
-            return self._view.best_trial
+            return self._live.view.best_trial
 
     @property
     def best_command(self) -> str:
@@ -305,22 +306,13 @@ class TunerWidget(traitlets.HasTraits):
         Add the environment and seed flags (``--env-id=...``, ``--seed=...``) to run it.
         """
         trial = self.best_trial
-        return "" if trial is None else shlex.join(trial_flags(trial, self._spec()))
+        return "" if trial is None else shlex.join(trial_flags(trial, self._live.spec()))
 
     @property
     def best_params(self) -> dict[str, Any]:
         """The best configuration as a dict of flag to value, fixed values included."""
         trial = self.best_trial
-        return {} if trial is None else trial_config(trial, self._spec())
-
-    def _spec(self) -> StudySpec | None:
-        raw = self._view.spec
-        if raw is None:
-            return None
-        try:
-            return StudySpec.from_json(raw)
-        except (TypeError, ValueError):
-            return None
+        return {} if trial is None else trial_config(trial, self._live.spec())
 
     # ----------------------------------------------------------------------------------------
     # Running
@@ -342,7 +334,7 @@ class TunerWidget(traitlets.HasTraits):
             session.use_cluster(address or None)
         parent = current_parent()
         session.start(thread_setup=lambda: bind_thread_output(parent))
-        self._ensure_refresher()
+        self._live.ensure_refresher()
 
     def _on_session_event(self, event: SessionEvent) -> None:
         """Mirror the session in the panel: its state, log lines, errors, study changes."""
@@ -354,45 +346,26 @@ class TunerWidget(traitlets.HasTraits):
             with self._lock:
                 self.state = state
         elif event.kind == "log":
-            self._log(event.data["line"])
+            self._live.log(event.data["line"])
         elif event.kind == "error":
             with self._lock:
-                self.error = _describe(event.data["error"])
+                self.error = _render.error_text(event.data["error"])
         elif event.kind == "study":
             self._follow_study()
         elif event.kind == "validation":
-            self._on_validation_event(event.data["event"])
+            self._validation.on_event(event.data["event"])
         elif event.kind == "workers":
             with self._lock:
                 self._panel.draw_workers(event.data["workers"])
-
-    def _on_validation_event(self, event: SessionEvent) -> None:
-        """Mirror the validation run: its state, log lines and errors."""
-        if event.kind == "state":
-            state = event.data["state"]
-            with self._lock:
-                self.validation_state = state
-                self._panel.draw_controls(self.state, self._seeds_stored(), self._validating())
-            if state in ("stopped", "finished", "error"):
-                with contextlib.suppress(Exception):
-                    self.refresh()
-        elif event.kind == "log":
-            self._log(f"validation: {event.data['line']}")
-        elif event.kind == "error":
-            with self._lock:
-                self.error = _describe(event.data["error"])
 
     def _follow_study(self) -> None:
         """Show the study the session now runs (a fork after a target edit, or a new space)."""
         assert self._session is not None
         with self._lock:
-            name = self._session.study_name
-            if name != self._view.study_name:
-                self._view = StudyView(self._session.tuner.storage, name)
-                self._first_refresh = True
-                self._validation_view = None  # a fork is validated on its own
-            with self._syncing_traits():
-                self._read_spec()
+            if self._live.follow(self._session.tuner.storage, self._session.study_name):
+                self._validation.forget()  # a fork is validated on its own
+            with self._definition.syncing():
+                self._definition.read_spec()
         self.refresh()
 
     def stop(self) -> None:
@@ -455,23 +428,7 @@ class TunerWidget(traitlets.HasTraits):
             top_k: How many of the best distinct configurations (default: the panel's, 5).
             num_seeds: Fresh seeds per environment (default: the panel's, 10).
         """
-        session = self._require_session("validate")
-        panel = self._panel
-        top_k = panel.top_k_input.value if top_k is None else top_k
-        num_seeds = panel.fresh_seeds_input.value if num_seeds is None else num_seeds
-        self.error = ""
-        parent = current_parent()
-        with quiet_optuna():  # "[I ...] A new study created" would print into the cell
-            session.validate(
-                top_k, num_seeds, background=True, thread_setup=lambda: bind_thread_output(parent)
-            )
-        with self._lock:
-            self._validation_view = StudyView(session.tuner.storage, session.validation_study_name)
-        self.refresh()
-        self._ensure_refresher()
-
-    def _validate_from_panel(self) -> None:
-        self.validate(self._panel.top_k_input.value, self._panel.fresh_seeds_input.value)
+        self._validation.start(self._require_session("validate"), top_k, num_seeds)
 
     def wait_validation(self, timeout: float | None = None) -> ValidationReport | None:
         """Block until the validation run ends (raising its error); return the report.
@@ -479,51 +436,12 @@ class TunerWidget(traitlets.HasTraits):
         Returns:
             The validation report, or ``None`` when the study has never been validated.
         """
-        session = self._session
-        try:
-            if session is not None and session.validation is not None:
-                session.validation.wait(timeout)
-        finally:
-            self.refresh()
-        return self.validation_report
+        return self._validation.wait(timeout)
 
     @property
     def validation_report(self) -> ValidationReport | None:
         """The study's validation as of the last refresh (rliable's 50,000 resamples), or None."""
-        with self._lock:
-            view = self._validation_view
-            return None if view is None else ValidationReport.from_view(view)
-
-    def _validating(self) -> bool:
-        session = self._session
-        validation = None if session is None else session.validation
-        return validation is not None and validation.state in ("running", "paused", "stopping")
-
-    def _find_validation(self) -> None:
-        """Open the validation study's view once the study records one (call with the lock)."""
-        if self._validation_view is not None:
-            return
-        name = self._view.user_attrs.get(VALIDATION_STUDY)
-        if isinstance(name, str):
-            with contextlib.suppress(Exception):
-                self._validation_view = StudyView(self._view.storage, name)
-
-    def _draw_validation(self, force: bool) -> None:
-        view = self._validation_view
-        if view is None:
-            if force:
-                self._panel.draw_validation(None)
-            return
-        try:
-            result = view.refresh()
-        except Exception as exc:
-            self._log(f"cannot read the validation: {type(exc).__name__}: {exc}")
-            return
-        if force or result:
-            state = self.validation_state if self._validating() else ""
-            statement = self._panel.draw_validation(view, state)
-            if statement != self.validation:
-                self.validation = statement
+        return self._validation.report
 
     # ----------------------------------------------------------------------------------------
     # Enqueueing
@@ -555,132 +473,31 @@ class TunerWidget(traitlets.HasTraits):
     # ----------------------------------------------------------------------------------------
     # Editing: targets (re-score into a fork) and search space (new trials)
     # ----------------------------------------------------------------------------------------
-    # Each trait is checked by the same rule as the Tuner's argument (nbtune.ConfigError).
+    # Each trait is checked by the same rule as the Tuner's argument (see _definition).
     @traitlets.validate("targets")
     def _valid_targets(self, proposal: Any) -> dict[str, list[float] | None]:
-        checked = _checked(check_target_scores, proposal["value"])
-        return {env: None if t is None else [t[0], t[1]] for env, t in checked.items()}
+        return checked_targets(proposal["value"])
 
     @traitlets.validate("aggregation")
     def _valid_aggregation(self, proposal: Any) -> str:
-        return str(_checked(check_aggregation, proposal["value"]))
+        return checked_aggregation(proposal["value"])
 
     @traitlets.validate("space")
     def _valid_space(self, proposal: Any) -> dict[str, Any] | None:
-        value = proposal["value"]
-        if value is None:
-            return None
-        try:
-            return SearchSpace.from_dict(value).to_dict()
-        except (ValueError, TypeError) as exc:
-            raise traitlets.TraitError(f"space: {exc}") from None
+        return checked_space(proposal["value"])
 
     @traitlets.validate("num_trials", "num_seeds")
     def _valid_count(self, proposal: Any) -> int | None:
-        value = proposal["value"]
-        if value is not None:
-            _checked(check_positive_int, proposal["trait"].name, value)
-        return value
+        return checked_count(proposal["trait"].name, proposal["value"])
 
+    # Applying an edit (and undoing a refused one) is the DefinitionEditor's job.
     @traitlets.observe("targets", "aggregation")
     def _on_scoring_change(self, change: Any) -> None:
-        if self._syncing:
-            return
-        try:
-            self._rescore(self.targets, self.aggregation)
-        except Exception:
-            with self._syncing_traits():
-                self.set_trait(change["name"], change["old"])
-            raise
+        self._definition.on_scoring_change(change)
 
     @traitlets.observe("space")
     def _on_space_change(self, change: Any) -> None:
-        if self._syncing:
-            return
-        try:
-            self._apply_space(change["new"])
-        except Exception:
-            with self._syncing_traits():
-                self.space = change["old"]
-            raise
-
-    def _rescore(self, targets: dict[str, list[float] | None], aggregation: str) -> None:
-        with quiet_optuna():  # "[I ...] A new study created" would print into the cell
-            self._require_session("change the targets").retarget(targets, aggregation)
-
-    def _apply_space(self, space: dict[str, Any] | None) -> None:
-        if space is None:
-            raise ConfigError("space: give a search space (a dict, as SearchSpace.to_dict()).")
-        self._require_session("change the search space").respace(space)
-
-    def _apply_targets_from_editor(
-        self, targets: dict[str, list[float] | None], aggregation: str
-    ) -> str:
-        if targets == self.targets and aggregation == self.aggregation:
-            return "unchanged"
-        before = self.study_name
-        old = (self.targets, self.aggregation)
-        try:
-            with self._syncing_traits():  # both at once: one fork
-                self.targets = targets
-                self.aggregation = aggregation
-        except traitlets.TraitError as exc:
-            with self._syncing_traits():
-                self.targets, self.aggregation = old
-            raise ConfigError(str(exc)) from None
-        try:
-            self._rescore(self.targets, self.aggregation)
-        except Exception:
-            with self._syncing_traits():
-                self.targets, self.aggregation = old
-            raise
-        return f"re-scored every finished trial of {before!r} into {self.study_name!r}"
-
-    def _apply_space_from_editor(self, space: SearchSpace) -> str:
-        if space.to_dict() == self.space:
-            return "unchanged"
-        try:
-            self.space = space.to_dict()
-        except traitlets.TraitError as exc:
-            raise ConfigError(str(exc)) from None
-        return "applied to new trials"
-
-    def _read_spec(self) -> None:
-        """Set the traits and editors from the study's stored spec (call while syncing)."""
-        spec = self._view.spec or {}
-        self.study_name = self._view.study_name
-        targets = spec.get("targets")
-        if isinstance(targets, Mapping) and targets:
-            with contextlib.suppress(traitlets.TraitError):
-                self.targets = dict(targets)
-        if spec.get("aggregation") in AGGREGATIONS:
-            self.aggregation = spec["aggregation"]
-        space = spec.get("space")
-        tuner = self.tuner
-        if tuner is not None and tuner.config.space is not None:
-            space = tuner.config.space.to_dict()  # the space as this process passes its flags
-        self.space = space if isinstance(space, Mapping) else None
-        seeds = spec.get("num_seeds")
-        if isinstance(seeds, int) and seeds >= 1:
-            self.num_seeds = seeds
-        self._panel.draw_definition(
-            view=self._view,
-            targets=self.targets,
-            aggregation=self.aggregation,
-            space=self.space,
-            space_note=spec.get("space_note") or "",
-            read_only=self._session is None,
-            parent=self._view.user_attrs.get(PARENT),
-        )
-
-    @contextlib.contextmanager
-    def _syncing_traits(self) -> Any:
-        previous = self._syncing
-        self._syncing = True
-        try:
-            yield
-        finally:
-            self._syncing = previous
+        self._definition.on_space_change(change)
 
     # ----------------------------------------------------------------------------------------
     # Reacting to state
@@ -688,11 +505,17 @@ class TunerWidget(traitlets.HasTraits):
     @traitlets.observe("state")
     def _on_state(self, change: Any) -> None:
         with self._lock:
-            self._panel.draw_controls(change["new"], self._seeds_stored(), self._validating())
+            self._panel.draw_controls(
+                change["new"], self._seeds_stored(), self._validation.running()
+            )
             self._draw_status()
 
+    def _draw_controls(self) -> None:
+        with self._lock:
+            self._panel.draw_controls(self.state, self._seeds_stored(), self._validation.running())
+
     def _seeds_stored(self) -> bool:
-        return isinstance((self._view.spec or {}).get("num_seeds"), int)
+        return isinstance((self._live.view.spec or {}).get("num_seeds"), int)
 
     @traitlets.observe("error")
     def _on_error(self, change: Any) -> None:
@@ -731,136 +554,41 @@ class TunerWidget(traitlets.HasTraits):
         except (ValueError, RuntimeError, FieldError, traitlets.TraitError) as exc:
             self.error = f"{exc}"
         except Exception as exc:
-            self.error = _describe(exc)
+            self.error = _render.error_text(exc)
 
     # ----------------------------------------------------------------------------------------
     # Reading the storage
     # ----------------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Read the storage now and update the whole panel (the refresher does it every tick)."""
-        self._tick(force=True)
+        self._live.tick(force=True)
 
-    def _tick(self, force: bool = False) -> None:
-        with self._lock:
-            view = self._view
-            try:
-                result = view.refresh()
-            except Exception as exc:
-                message = f"cannot read the study: {type(exc).__name__}: {exc}"
-                if message != self._last_refresh_error:
-                    self._last_refresh_error = message
-                    self._log(message)
-                return
-            self._last_refresh_error = ""
-            first = self._first_refresh
-            self._first_refresh = False
-            if not first:
-                for number in result.finished:
-                    self._log(_render.trial_event(view.trial(number)))
-            if force or first or result.new or result.finished:
-                self._draw_all()
-            elif result.changed:
-                self._panel.draw_running(view)
-            self._find_validation()
-            self._draw_validation(force or first)
-            self._draw_status()
+    def _draw(self, result: RefreshResult, full: bool) -> None:
+        """Redraw what a read of the storage changed (the LiveStudy calls it, with the lock)."""
+        if full or result.new or result.finished:
+            self._draw_all()
+        elif result.changed:
+            self._panel.draw_running(self._live.view)
+        self._validation.find(self._live.view)
+        self._validation.draw(full)
+        self._draw_status()
 
     def _draw_all(self) -> None:
         self._panel.draw_view(
-            self._view, self.best_command, self.best_params, self._definition_warning()
+            self._live.view, self.best_command, self.best_params, self._live.definition_warning()
         )
-
-    def _definition_warning(self) -> str:
-        """What to say above the best command when the study's definition is not signed.
-
-        Checked again only when the stored definition or its signature changes: the check reads
-        the key file, and this runs on every redraw.
-        """
-        if self._view.spec is None:
-            return ""
-        attrs = dict(self._view.user_attrs)
-        key = (
-            self._view.study_name,
-            attrs.get(STUDY_SPEC),
-            repr(attrs.get(SPEC_SIGNATURE)),
-        )
-        if key != getattr(self, "_warning_key", None):
-            problem = signature_problem(self._view.study_name, attrs)
-            self._warning_key = key
-            self._warning = (
-                ""
-                if problem is None
-                else (
-                    f"Not checked: {problem}. The command below comes from the study's database; "
-                    "read it before you run it."
-                )
-            )
-        return self._warning
 
     def _draw_status(self) -> None:
-        text = self._panel.draw_status(self.state, self._view)
+        text = self._panel.draw_status(self.state, self._live.view)
         if text != self.status:
             self.status = text
-
-    def _log(self, line: str) -> None:
-        with self._lock:
-            self._log_lines.append(f"{time.strftime('%H:%M:%S')} {line}")
-            self._panel.draw_log(self._log_lines)
-
-    # ----------------------------------------------------------------------------------------
-    # The refresher thread
-    # ----------------------------------------------------------------------------------------
-    def _ensure_refresher(self) -> None:
-        with self._lock:
-            if self._refresher is not None and self._refresher.is_alive():
-                return
-            self._refresher = threading.Thread(
-                target=_refresh_loop,
-                args=(weakref.ref(self), self._refresh_interval, self._closed, current_parent()),
-                name="nbtune-refresher",
-                daemon=True,
-            )
-            self._refresher.start()
 
     def close(self) -> None:
         """Stop the run (if any) and the refresher, and close the panel's widgets."""
         self.stop()
-        self._closed.set()
+        self._live.close()
         with self._lock:
             self._panel.close()
-
-
-def _refresh_loop(
-    ref: weakref.ReferenceType[TunerWidget],
-    interval: float,
-    closed: threading.Event,
-    parent: dict[str, Any] | None,
-) -> None:
-    """Refresh the widget every ``interval`` seconds until it is closed or collected."""
-    bind_thread_output(parent)
-    while not closed.wait(interval):
-        widget = ref()
-        if widget is None:
-            return
-        try:
-            widget._tick()
-        except Exception as exc:  # keep refreshing; say it once in the panel
-            with contextlib.suppress(Exception):
-                widget._log(f"refresh failed: {type(exc).__name__}: {exc}")
-        del widget
-
-
-def _checked(check: Any, *args: Any) -> Any:
-    """Run a core check; its refusal becomes the TraitError that traitlets expects."""
-    try:
-        return check(*args)
-    except (ValueError, TypeError) as exc:
-        raise traitlets.TraitError(str(exc)) from None
-
-
-def _describe(exc: BaseException) -> str:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return f"{type(exc).__name__}: {exc}\n" + "".join(lines)
 
 
 __all__ = ["TunerWidget"]
