@@ -200,10 +200,11 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 @pytest.fixture
 def dark_lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """As :func:`jupyter_lab`, under JupyterLab's dark theme."""
+    """As :func:`jupyter_lab`, under JupyterLab's dark theme, with trials of a few seconds (the
+    kernel restart must find one running)."""
     work = tmp_path / "work"
     work.mkdir()
-    env = {"NBTUNE_TOY_SCRIPT": str(TOY), "NBTUNE_WORKDIR": str(work)}
+    env = {"NBTUNE_TOY_SCRIPT": str(TOY), "NBTUNE_WORKDIR": str(work), "NBTUNE_LOG_SLEEP": "0.2"}
     copies = {NOTEBOOK.name: NOTEBOOK}
     with _jupyter_lab(tmp_path, copies, env, theme="JupyterLab Dark") as (base, token):
         yield base, token, work
@@ -500,6 +501,21 @@ def _studies_running(work: Path) -> dict[str, list[int]]:
     }
 
 
+def _just_started(work: Path, study_name: str, within: float = 1.0) -> bool:
+    """Whether a trial of the study started running less than ``within`` seconds ago."""
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{work / 'widget_live.db'}")
+    now = datetime.datetime.now()  # Optuna stores local naive times
+    return any(
+        t.datetime_start is not None and (now - t.datetime_start).total_seconds() < within
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
 def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
     dark_lab: tuple[str, str, Path],
 ) -> None:
@@ -568,7 +584,9 @@ def test_panel_in_the_dark_at_800_px_and_after_a_kernel_restart(
 
             # Restart the kernel mid-run (what a user does when a notebook hangs), while a trial
             # of the fork runs.
-            wait_for(lambda: _studies_running(work).get("widget-live.r1"), 60, "a running trial")
+            # A trial that has just started: it still runs when the kernel dies, seconds later
+            # (one that ends first would leave nothing for the restart to find).
+            wait_for(lambda: _just_started(work, "widget-live.r1"), 60, "a trial starting")
             (session,) = _api(base, token, "/api/sessions")
             _api(base, token, f"/api/kernels/{session['kernel']['id']}/restart", method="POST")
             expect(page.locator("#jp-main-statusbar")).to_contain_text(
