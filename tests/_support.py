@@ -169,3 +169,14 @@ def assert_exact(study: Any, total: int) -> list[Any]:
     ]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == total
     return trials
+
+
+def dispose(*objects: Any) -> None:
+    """Close the database connections of studies or Tuners before their database is dropped."""
+    from nbtune._storage import ResilientRDBStorage
+
+    for obj in objects:
+        storage = getattr(obj, "storage", None) or getattr(obj, "_storage", None)
+        backend = getattr(storage, "_backend", storage)
+        if isinstance(backend, ResilientRDBStorage):
+            backend.engine.dispose()

@@ -24,13 +24,21 @@ from typing import Any
 
 import optuna
 import pytest
-from _support import TOY, assert_exact, free_port, postgres_database, skip_or_fail, wait_for
+from _support import (
+    TOY,
+    assert_exact,
+    dispose,
+    free_port,
+    postgres_database,
+    skip_or_fail,
+    wait_for,
+)
 from optuna.trial import TrialState
 
 import nbtune
 from nbtune._budget import budget_state
 from nbtune._cluster import live_workers, storage_address, storage_problem
-from nbtune._storage import ResilientRDBStorage, open_storage
+from nbtune._storage import open_storage
 
 SPACE = {
     "learning-rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
@@ -164,15 +172,6 @@ def load(url: str) -> optuna.Study:
     return optuna.load_study(
         study_name="cluster", storage=open_storage(url, heartbeat_interval=None)
     )
-
-
-def dispose(*objects: Any) -> None:
-    """Close database connections before the database is dropped."""
-    for obj in objects:
-        storage = getattr(obj, "storage", None) or getattr(obj, "_storage", None)
-        backend = getattr(storage, "_backend", storage)
-        if isinstance(backend, ResilientRDBStorage):
-            backend.engine.dispose()
 
 
 def started_lines(text: str) -> list[int]:

@@ -27,11 +27,19 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _support import TOY, assert_exact, free_port, postgres_database, skip_or_fail, wait_for
+from _support import (
+    TOY,
+    assert_exact,
+    dispose,
+    free_port,
+    postgres_database,
+    skip_or_fail,
+    wait_for,
+)
 from optuna.trial import TrialState
 
 import nbtune
-from nbtune._storage import ResilientRDBStorage, open_storage
+from nbtune._storage import open_storage
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
@@ -282,12 +290,6 @@ def load(url: str) -> optuna.Study:
     return optuna.load_study(
         study_name="slurm-study", storage=open_storage(url, heartbeat_interval=None)
     )
-
-
-def dispose(study: optuna.Study) -> None:
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, ResilientRDBStorage):
-        backend.engine.dispose()
 
 
 def worker_logs(folder: Path, job: str) -> dict[int, str]:

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
-from _support import TOY, assert_exact, postgres_admin, skip_or_fail, wait_for
+from _support import TOY, assert_exact, dispose, postgres_admin, skip_or_fail, wait_for
 from optuna.trial import TrialState
 
 import nbtune
@@ -261,12 +261,6 @@ def load(url: str) -> optuna.Study:
     return optuna.load_study(
         study_name="shared", storage=open_storage(url, heartbeat_interval=None)
     )
-
-
-def dispose(study: optuna.Study) -> None:
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, ResilientRDBStorage):
-        backend.engine.dispose()
 
 
 # --------------------------------------------------------------------------------------------
